@@ -1,0 +1,178 @@
+"""``ads-ml``: migrate, import, demo, materialize, report.
+
+Exit status 0 on success; otherwise non-zero with a one-line reason on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+import tempfile
+from pathlib import Path
+
+from ads_ml import settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args) or 0
+    except KeyboardInterrupt:
+        print("ads-ml: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the CLI's contract is one line on stderr
+        message = " ".join(str(exc).split()) or exc.__class__.__name__
+        print(f"ads-ml: error: {message}", file=sys.stderr)
+        return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ads-ml", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("migrate", help="create or upgrade the database schema (idempotent)")
+    p.set_defaults(handler=_migrate)
+
+    p = sub.add_parser("import", help="import a CSV file into an ad account")
+    kinds = p.add_subparsers(dest="kind", required=True)
+    for kind, help_text in (
+        ("insights", "daily ad-level insights (Meta Ads Manager export or canonical snake_case)"),
+        ("changes", "change events: entity_type,entity_id,change_date,change_type,old_value,new_value"),
+    ):
+        k = kinds.add_parser(kind, help=help_text)
+        k.add_argument("file", type=Path)
+        k.add_argument("--account", required=True, help="ad account id, e.g. act_1234")
+        k.set_defaults(handler=_import)
+
+    p = sub.add_parser("demo", help="generate a realistic demo account, import it and run the pipeline")
+    p.add_argument("--account", default="act_demo")
+    p.add_argument("--campaigns", type=int, default=4)
+    p.add_argument("--adsets-per-campaign", type=int, default=3)
+    p.add_argument("--ads-per-adset", type=int, default=4)
+    p.add_argument("--days", type=int, default=120)
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--end-date", type=dt.date.fromisoformat, default=None, help="last day (default yesterday)")
+    p.set_defaults(handler=_demo)
+
+    p = sub.add_parser("materialize", help="materialise assets of one account through Dagster")
+    p.add_argument("--account", required=True)
+    p.add_argument("--select", nargs="+", metavar="ASSET", help="asset names (default: all)")
+    p.add_argument("--reference-date", type=dt.date.fromisoformat, default=None)
+    p.set_defaults(handler=_materialize)
+
+    p = sub.add_parser("report", help="print what the pipeline knows about an account")
+    p.add_argument("--account", required=True)
+    p.set_defaults(handler=_report)
+    return parser
+
+
+def _engine():  # noqa: ANN202
+    from ads_ml.db.engine import get_engine
+    from ads_ml.db.migrate import migrate
+
+    migrate()
+    return get_engine()
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from ads_ml.db.migrate import migrate
+
+    revision = migrate()
+    print(f"database at revision {revision}: {_safe_url()}")
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    from ads_ml.ingest.changes import import_changes
+    from ads_ml.ingest.insights import import_insights
+
+    engine = _engine()
+    if args.kind == "insights":
+        result = import_insights(engine, args.file, args.account)
+        print(result.summary())
+    else:
+        rows = import_changes(engine, args.file, args.account)
+        print(f"{args.file.name}: {rows} change events into {args.account}")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from ads_ml.demo import generate_account
+    from ads_ml.ingest.changes import import_changes
+    from ads_ml.ingest.insights import import_insights, validate_account_id
+    from ads_ml.runner import materialize_account
+
+    validate_account_id(args.account)
+    engine = _engine()
+    account = generate_account(
+        n_campaigns=args.campaigns,
+        adsets_per_campaign=args.adsets_per_campaign,
+        ads_per_adset=args.ads_per_adset,
+        days=args.days,
+        end_date=args.end_date,
+        seed=args.seed,
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        insights_csv = Path(tmp) / "demo_insights.csv"
+        changes_csv = Path(tmp) / "demo_changes.csv"
+        account.insights.to_csv(insights_csv, index=False)
+        account.changes.to_csv(changes_csv, index=False)
+        print(import_insights(engine, insights_csv, args.account).summary())
+        print(f"{import_changes(engine, changes_csv, args.account)} change events imported")
+    result = materialize_account(args.account)
+    print(f"run {result.run_id} succeeded: {len(result.get_asset_materialization_events())} materialisations")
+    _print_report(args.account)
+    print("open the UI with: dagster dev   (in the repository root)")
+    return 0
+
+
+def _materialize(args: argparse.Namespace) -> int:
+    from ads_ml.ingest.insights import validate_account_id
+    from ads_ml.runner import materialize_account
+
+    validate_account_id(args.account)
+    _engine()
+    result = materialize_account(args.account, args.select, reference_date=args.reference_date)
+    print(f"run {result.run_id} succeeded: {len(result.get_asset_materialization_events())} materialisations")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    _engine()
+    _print_report(args.account)
+    return 0
+
+
+def _print_report(account_id: str) -> None:
+    from ads_ml.db.engine import get_engine
+    from ads_ml.db.queries import account_exists, load_features, reference_date
+
+    engine = get_engine()
+    if not account_exists(engine, account_id):
+        raise LookupError(f"account {account_id} not found: import insights into it first")
+    print(f"account {account_id} — reference date {reference_date(engine, account_id) or 'none (no insights)'}")
+    for level in settings.ENTITY_TYPES:
+        features = load_features(engine, account_id, level)
+        if features.empty:
+            print(f"  {level}s: no features yet (ads-ml materialize --account {account_id})")
+            continue
+        active = int(features["is_active"].sum())
+        spend = features["spend_7d"].sum()
+        leads = features["leads_7d"].sum()
+        cpl = f"{spend / leads:.2f}" if leads else "—"
+        print(
+            f"  {level}s: {len(features)} ({active} active); last 7 days spend {spend:,.2f}, "
+            f"leads {leads:,.0f}, CPL {cpl}"
+        )
+
+
+def _safe_url() -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(settings.database_url()).render_as_string(hide_password=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

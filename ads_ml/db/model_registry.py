@@ -1,0 +1,319 @@
+"""Model files on disk with their metadata in ``ml_trained_models``.
+
+Saving writes the artifact to a temporary name in the target folder, fsyncs and renames it into
+place (a reader never sees half a file), then commits the row — status READY, parameters, feature
+columns, training metrics, SHA-256 checksum — and marks the previous READY versions of the same
+model DEPRECATED in the same transaction. Loading takes the newest READY version and refuses a file
+whose checksum does not match its row. Folder and file names built from ids are sanitised.
+
+No Dagster here: the model IO manager (``ads_ml.defs.io_managers``) is a thin wrapper.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import joblib
+from sqlalchemy import Engine, and_, func, select, update
+
+from ads_ml.db.jsonsafe import to_jsonable
+from ads_ml.db.models import TrainedModel, utcnow
+
+SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+class ModelIntegrityError(RuntimeError):
+    """A stored model file is missing or does not match its checksum."""
+
+
+class ModelNotFoundError(LookupError):
+    """No READY model for the given account, name and entity."""
+
+
+@dataclass
+class ModelArtifact:
+    """What a model asset produces: the fitted object and what a reader needs to use it."""
+
+    name: str  # e.g. "tier_classifier"
+    model_type: str  # e.g. "xgboost.XGBClassifier"
+    entity_type: str  # campaign / adset / ad
+    model: Any
+    entity_id: str = ""  # "" for one model per account and level
+    parameters: dict[str, Any] = field(default_factory=dict)
+    feature_columns: list[str] = field(default_factory=list)
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class StoredModel:
+    """A model row (and, once loaded, its object)."""
+
+    id: int
+    name: str
+    model_type: str
+    version: int
+    account_id: str
+    entity_type: str
+    entity_id: str
+    path: str
+    parameters: dict[str, Any]
+    feature_columns: list[str]
+    training_metrics: dict[str, Any]
+    status: str
+    checksum: str | None
+    model: Any = None
+
+    @classmethod
+    def from_row(cls, row: TrainedModel) -> "StoredModel":
+        return cls(
+            id=row.id, name=row.name, model_type=row.model_type, version=row.version,
+            account_id=row.account_id, entity_type=row.entity_type, entity_id=row.entity_id,
+            path=row.path, parameters=dict(row.parameters or {}),
+            feature_columns=list(row.feature_columns or []),
+            training_metrics=dict(row.training_metrics or {}), status=row.status, checksum=row.checksum,
+        )
+
+
+def safe_component(value: str) -> str:
+    """A file-name-safe form of an id; altered ids get a short hash so two never collide."""
+    text = str(value)
+    cleaned = SAFE_NAME.sub("_", text).lstrip(".")[:80] or "_"
+    if cleaned != text:
+        cleaned = f"{cleaned}-{hashlib.sha1(text.encode()).hexdigest()[:8]}"
+    return cleaned
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class ModelRegistry:
+    def __init__(self, engine: Engine, models_dir: str | Path):
+        self.engine = engine
+        self.models_dir = Path(models_dir).expanduser().resolve()
+
+    # --- writing ---------------------------------------------------------------------------
+
+    def save(self, account_id: str, artifact: ModelArtifact) -> StoredModel:
+        return self.save_many(account_id, [artifact])[0]
+
+    def save_many(self, account_id: str, artifacts: Sequence[ModelArtifact]) -> list[StoredModel]:
+        """Write every artifact's file, then commit all their rows in one transaction."""
+        if not artifacts:
+            return []
+        versions = self._next_versions(account_id, artifacts)
+        written: list[tuple[ModelArtifact, int, Path, str]] = []
+        try:
+            for artifact in artifacts:
+                version = versions[(artifact.name, artifact.entity_type, artifact.entity_id)]
+                versions[(artifact.name, artifact.entity_type, artifact.entity_id)] += 1
+                path = self._path_for(account_id, artifact, version)
+                checksum = self._write_atomically(artifact.model, path)
+                written.append((artifact, version, path, checksum))
+            now = utcnow()
+            with self.engine.begin() as conn:
+                table = TrainedModel.__table__
+                for artifact, _v, _p, _c in written:
+                    conn.execute(
+                        update(table)
+                        .where(
+                            table.c.account_id == account_id,
+                            table.c.name == artifact.name,
+                            table.c.entity_type == artifact.entity_type,
+                            table.c.entity_id == artifact.entity_id,
+                            table.c.status == "READY",
+                        )
+                        .values(status="DEPRECATED", updated_at=now)
+                    )
+                rows = [
+                    {
+                        "name": artifact.name,
+                        "model_type": artifact.model_type,
+                        "version": version,
+                        "account_id": account_id,
+                        "entity_type": artifact.entity_type,
+                        "entity_id": artifact.entity_id,
+                        "path": str(path),
+                        "parameters": to_jsonable(artifact.parameters),
+                        "feature_columns": list(artifact.feature_columns),
+                        "training_metrics": to_jsonable(artifact.metrics),
+                        "status": "READY",
+                        "checksum": checksum,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                    for artifact, version, path, checksum in written
+                ]
+                conn.execute(table.insert(), rows)
+        except BaseException:
+            for _a, _v, path, _c in written:
+                path.unlink(missing_ok=True)
+            raise
+        return self._rows_for(account_id, [(a.name, a.entity_type, a.entity_id, v) for a, v, _p, _c in written])
+
+    def record_failure(self, account_id: str, name: str, model_type: str, entity_type: str,
+                       entity_id: str, error: str) -> None:
+        """Keep a FAILED row (no file) so operators see which entity's training broke and why."""
+        versions = self._next_versions(
+            account_id, [ModelArtifact(name, model_type, entity_type, None, entity_id=entity_id)]
+        )
+        now = utcnow()
+        with self.engine.begin() as conn:
+            conn.execute(
+                TrainedModel.__table__.insert().values(
+                    name=name, model_type=model_type, version=versions[(name, entity_type, entity_id)],
+                    account_id=account_id, entity_type=entity_type, entity_id=entity_id, path="",
+                    parameters={}, feature_columns=[], training_metrics={}, status="FAILED",
+                    checksum=None, error=error[:4000], created_at=now, updated_at=now,
+                )
+            )
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def latest(self, account_id: str, name: str, entity_type: str, entity_id: str = "") -> StoredModel:
+        """Metadata of the newest READY model (no file access)."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(TrainedModel)
+                .where(
+                    TrainedModel.account_id == account_id,
+                    TrainedModel.name == name,
+                    TrainedModel.entity_type == entity_type,
+                    TrainedModel.entity_id == entity_id,
+                    TrainedModel.status == "READY",
+                )
+                .order_by(TrainedModel.version.desc())
+                .limit(1)
+            ).first()
+        if row is None:
+            what = f"{name} for {entity_type} {entity_id}".rstrip() if entity_id else f"{name} ({entity_type})"
+            raise ModelNotFoundError(f"no READY model {what} in account {account_id}")
+        return StoredModel.from_row(row[0])
+
+    def load(self, account_id: str, name: str, entity_type: str, entity_id: str = "") -> StoredModel:
+        """The newest READY model with its object, checksum verified."""
+        stored = self.latest(account_id, name, entity_type, entity_id)
+        stored.model = self._read_verified(stored)
+        return stored
+
+    def load_all(self, account_id: str, name: str, entity_type: str) -> dict[str, StoredModel]:
+        """The newest READY model of every entity of a level (per-entity models), verified."""
+        newest = (
+            select(
+                TrainedModel.entity_id,
+                func.max(TrainedModel.version).label("version"),
+            )
+            .where(
+                TrainedModel.account_id == account_id,
+                TrainedModel.name == name,
+                TrainedModel.entity_type == entity_type,
+                TrainedModel.status == "READY",
+            )
+            .group_by(TrainedModel.entity_id)
+            .subquery()
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(TrainedModel).join(
+                    newest,
+                    and_(
+                        TrainedModel.entity_id == newest.c.entity_id,
+                        TrainedModel.version == newest.c.version,
+                    ),
+                ).where(
+                    TrainedModel.account_id == account_id,
+                    TrainedModel.name == name,
+                    TrainedModel.entity_type == entity_type,
+                )
+            ).scalars().all()
+        out = {}
+        for row in rows:
+            stored = StoredModel.from_row(row)
+            stored.model = self._read_verified(stored)
+            out[stored.entity_id] = stored
+        return out
+
+    # --- internals -------------------------------------------------------------------------
+
+    def _path_for(self, account_id: str, artifact: ModelArtifact, version: int) -> Path:
+        folder = self.models_dir / safe_component(account_id) / safe_component(artifact.entity_type) / safe_component(artifact.name)
+        stem = f"{safe_component(artifact.entity_id)}-v{version}" if artifact.entity_id else f"v{version}"
+        path = (folder / f"{stem}.joblib").resolve()
+        if not path.is_relative_to(self.models_dir):
+            raise ValueError(f"model path {path} escapes the models directory {self.models_dir}")
+        return path
+
+    @staticmethod
+    def _write_atomically(model: Any, path: Path) -> str:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        tmp = Path(tmp_name)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                joblib.dump(model, handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            checksum = file_sha256(tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return checksum
+
+    @staticmethod
+    def _read_verified(stored: StoredModel) -> Any:
+        path = Path(stored.path)
+        if not path.is_file():
+            raise ModelIntegrityError(
+                f"model file of {stored.name} v{stored.version} ({stored.entity_type} {stored.entity_id}) "
+                f"is missing: {path}"
+            )
+        actual = file_sha256(path)
+        if actual != stored.checksum:
+            raise ModelIntegrityError(
+                f"model file {path} does not match its checksum (expected {stored.checksum}, found {actual}); "
+                "refusing to load it — re-materialise the model asset"
+            )
+        return joblib.load(path)
+
+    def _next_versions(self, account_id: str, artifacts: Iterable[ModelArtifact]) -> dict[tuple[str, str, str], int]:
+        keys = {(a.name, a.entity_type, a.entity_id) for a in artifacts}
+        names = {k[0] for k in keys}
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(
+                    TrainedModel.name, TrainedModel.entity_type, TrainedModel.entity_id,
+                    func.max(TrainedModel.version),
+                )
+                .where(TrainedModel.account_id == account_id, TrainedModel.name.in_(names))
+                .group_by(TrainedModel.name, TrainedModel.entity_type, TrainedModel.entity_id)
+            ).all()
+        current = {(n, t, e): v for n, t, e, v in rows}
+        return {k: current.get(k, 0) + 1 for k in keys}
+
+    def _rows_for(self, account_id: str, keys: list[tuple[str, str, str, int]]) -> list[StoredModel]:
+        by_key = {}
+        names = {k[0] for k in keys}
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(TrainedModel).where(
+                    TrainedModel.account_id == account_id,
+                    TrainedModel.name.in_(names),
+                    TrainedModel.status == "READY",
+                )
+            ).scalars().all()
+        for row in rows:
+            by_key[(row.name, row.entity_type, row.entity_id, row.version)] = StoredModel.from_row(row)
+        return [by_key[k] for k in keys]
+

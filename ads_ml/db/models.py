@@ -1,0 +1,255 @@
+"""SQLAlchemy models: the source schema (accounts, entities, daily insights, change events, tier
+feedback) and the ML tables owned by this project.
+
+The same models run on PostgreSQL (production) and SQLite (embedded default). Alembic migrations in
+``migrations/`` create exactly these tables; ``ads_ml_tests/test_migrations.py`` checks they agree.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Date,
+    DateTime,
+    Float,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# BIGINT autoincrement on PostgreSQL, INTEGER (rowid alias) on SQLite.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {dict[str, Any]: JSON, list[str]: JSON}
+
+
+class AdAccount(Base):
+    __tablename__ = "ad_accounts"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    currency: Mapped[str | None] = mapped_column(String(8))
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+
+class Campaign(Base):
+    __tablename__ = "campaigns"
+    __table_args__ = (
+        ForeignKeyConstraint(["account_id"], ["ad_accounts.id"], ondelete="CASCADE"),
+    )
+
+    account_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(512))
+    status: Mapped[str] = mapped_column(String(16), default="ACTIVE")
+    daily_budget: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Adset(Base):
+    __tablename__ = "adsets"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["account_id", "campaign_id"], ["campaigns.account_id", "campaigns.id"], ondelete="CASCADE"
+        ),
+        Index("ix_adsets_account_campaign", "account_id", "campaign_id"),
+    )
+
+    account_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    campaign_id: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str | None] = mapped_column(String(512))
+    status: Mapped[str] = mapped_column(String(16), default="ACTIVE")
+    daily_budget: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Ad(Base):
+    __tablename__ = "ads"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["account_id", "adset_id"], ["adsets.account_id", "adsets.id"], ondelete="CASCADE"
+        ),
+        Index("ix_ads_account_adset", "account_id", "adset_id"),
+    )
+
+    account_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    adset_id: Mapped[str] = mapped_column(String(64))
+    campaign_id: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str | None] = mapped_column(String(512))
+    status: Mapped[str] = mapped_column(String(16), default="ACTIVE")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class DailyInsight(Base):
+    """One row per account, level, entity and day. Adset and campaign rows are rolled up from ads
+    when the source only has ad rows. ``updated_at`` changes only when a row's values change: the
+    new-insights sensor keeps its cursor on it."""
+
+    __tablename__ = "daily_insights"
+    __table_args__ = (
+        UniqueConstraint(
+            "account_id", "entity_type", "entity_id", "date", name="uq_daily_insights_key"
+        ),
+        CheckConstraint("entity_type IN ('campaign', 'adset', 'ad')", name="entity_type"),
+        ForeignKeyConstraint(["account_id"], ["ad_accounts.id"], ondelete="CASCADE"),
+        Index("ix_daily_insights_account_type_date", "account_id", "entity_type", "date"),
+        Index("ix_daily_insights_updated_at", "updated_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    account_id: Mapped[str] = mapped_column(String(64))
+    entity_type: Mapped[str] = mapped_column(String(16))
+    entity_id: Mapped[str] = mapped_column(String(64))
+    date: Mapped[dt.date] = mapped_column(Date)
+    impressions: Mapped[int] = mapped_column(BigInteger, default=0)
+    reach: Mapped[int | None] = mapped_column(BigInteger)
+    clicks: Mapped[int] = mapped_column(BigInteger, default=0)
+    spend: Mapped[float] = mapped_column(Float, default=0.0)
+    leads: Mapped[int] = mapped_column(BigInteger, default=0)
+    conversions: Mapped[int] = mapped_column(BigInteger, default=0)
+    frequency: Mapped[float | None] = mapped_column(Float)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ChangeEvent(Base):
+    __tablename__ = "change_events"
+    __table_args__ = (
+        UniqueConstraint(
+            "account_id", "entity_type", "entity_id", "change_date", "change_type",
+            name="uq_change_events_key",
+        ),
+        ForeignKeyConstraint(["account_id"], ["ad_accounts.id"], ondelete="CASCADE"),
+        Index("ix_change_events_account_date", "account_id", "change_date"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    account_id: Mapped[str] = mapped_column(String(64))
+    entity_type: Mapped[str] = mapped_column(String(16))
+    entity_id: Mapped[str] = mapped_column(String(64))
+    change_date: Mapped[dt.date] = mapped_column(Date)
+    change_type: Mapped[str] = mapped_column(String(32))
+    old_value: Mapped[str | None] = mapped_column(Text)
+    new_value: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class TierFeedback(Base):
+    """A tier confirmed by a person; it overrides rule-based training labels."""
+
+    __tablename__ = "tier_feedback"
+    __table_args__ = (
+        ForeignKeyConstraint(["account_id"], ["ad_accounts.id"], ondelete="CASCADE"),
+        Index("ix_tier_feedback_entity", "account_id", "entity_type", "entity_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    account_id: Mapped[str] = mapped_column(String(64))
+    entity_type: Mapped[str] = mapped_column(String(16))
+    entity_id: Mapped[str] = mapped_column(String(64))
+    tier: Mapped[str] = mapped_column(String(32))
+    feedback_date: Mapped[dt.date | None] = mapped_column(Date)
+    created_by: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class TrainedModel(Base):
+    """Metadata of a model file written by the model IO manager."""
+
+    __tablename__ = "ml_trained_models"
+    __table_args__ = (
+        UniqueConstraint(
+            "account_id", "name", "entity_type", "entity_id", "version", name="uq_ml_trained_models_key"
+        ),
+        Index("ix_ml_trained_models_lookup", "account_id", "name", "entity_type", "entity_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(128))
+    model_type: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer)
+    account_id: Mapped[str] = mapped_column(String(64))
+    entity_type: Mapped[str] = mapped_column(String(16))
+    # "" for account-level models (one per account and level), so the unique key works everywhere.
+    entity_id: Mapped[str] = mapped_column(String(64), default="")
+    path: Mapped[str] = mapped_column(Text)
+    parameters: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    feature_columns: Mapped[list[str]] = mapped_column(JSON, default=list)
+    training_metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(16))
+    checksum: Mapped[str | None] = mapped_column(String(64))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class FeatureRow(Base):
+    """One row of entity features per account, level and entity, as of ``reference_date``."""
+
+    __tablename__ = "ml_features"
+    __table_args__ = (
+        UniqueConstraint("account_id", "entity_type", "entity_id", name="uq_ml_features_key"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    account_id: Mapped[str] = mapped_column(String(64))
+    entity_type: Mapped[str] = mapped_column(String(16))
+    entity_id: Mapped[str] = mapped_column(String(64))
+    parent_id: Mapped[str | None] = mapped_column(String(64))
+    reference_date: Mapped[dt.date] = mapped_column(Date)
+    features: Mapped[dict[str, Any]] = mapped_column(JSON)
+    computed_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+ENTITY_MODELS = {"campaign": Campaign, "adset": Adset, "ad": Ad}
+MODEL_STATUSES = ("TRAINING", "READY", "FAILED", "DEPRECATED")
+
+__all__ = [
+    "AdAccount",
+    "Ad",
+    "Adset",
+    "Base",
+    "Campaign",
+    "ChangeEvent",
+    "DailyInsight",
+    "ENTITY_MODELS",
+    "FeatureRow",
+    "MODEL_STATUSES",
+    "TierFeedback",
+    "TrainedModel",
+]

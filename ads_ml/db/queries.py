@@ -1,0 +1,190 @@
+"""Reads from the source schema and writes of ML results, as frames. Used by assets and the CLI."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Engine, delete, func, literal, select
+
+from ads_ml.db.jsonsafe import to_jsonable
+from ads_ml.db.models import ENTITY_MODELS, AdAccount, DailyInsight, FeatureRow, utcnow
+
+DAILY_COLUMNS = [
+    "entity_id", "date", "impressions", "reach", "clicks", "spend", "leads", "conversions", "frequency",
+]
+
+
+@dataclass
+class LevelInsights:
+    """Daily insights of one level of one account, with its entities and the reference date."""
+
+    account_id: str
+    entity_type: str
+    reference_date: dt.date
+    start_date: dt.date
+    daily: pd.DataFrame  # DAILY_COLUMNS plus parent_id; date as datetime64
+    entities: pd.DataFrame  # entity_id, parent_id, name, status, daily_budget
+
+
+def reference_date(engine: Engine, account_id: str) -> dt.date | None:
+    """The latest insight date stored for the account (any level), or None when it has none."""
+    with engine.connect() as conn:
+        value = conn.execute(
+            select(func.max(DailyInsight.date)).where(DailyInsight.account_id == account_id)
+        ).scalar_one_or_none()
+    return _as_date(value)
+
+
+def account_exists(engine: Engine, account_id: str) -> bool:
+    with engine.connect() as conn:
+        return conn.execute(select(AdAccount.id).where(AdAccount.id == account_id)).first() is not None
+
+
+def load_entities(engine: Engine, account_id: str, entity_type: str) -> pd.DataFrame:
+    model = ENTITY_MODELS[entity_type]
+    if entity_type == "campaign":
+        parent = literal(account_id)
+    elif entity_type == "adset":
+        parent = model.campaign_id
+    else:
+        parent = model.adset_id
+    budget = getattr(model, "daily_budget", None)
+    columns = [
+        model.id.label("entity_id"),
+        parent.label("parent_id"),
+        model.name.label("name"),
+        model.status.label("status"),
+    ]
+    if budget is not None:
+        columns.append(budget.label("daily_budget"))
+    with engine.connect() as conn:
+        frame = pd.read_sql(select(*columns).where(model.account_id == account_id).order_by(model.id), conn)
+    if "daily_budget" not in frame.columns:
+        frame["daily_budget"] = np.nan
+    return frame
+
+
+def load_level_insights(
+    engine: Engine,
+    account_id: str,
+    entity_type: str,
+    ref_date: dt.date,
+    lookback_days: int,
+) -> LevelInsights:
+    """Daily rows of the ``lookback_days`` days ending at ``ref_date`` (inclusive)."""
+    start = ref_date - dt.timedelta(days=lookback_days - 1)
+    d = DailyInsight
+    query = (
+        select(
+            d.entity_id, d.date, d.impressions, d.reach, d.clicks, d.spend, d.leads, d.conversions, d.frequency,
+        )
+        .where(
+            d.account_id == account_id,
+            d.entity_type == entity_type,
+            d.date >= start,
+            d.date <= ref_date,
+        )
+        .order_by(d.entity_id, d.date)
+    )
+    with engine.connect() as conn:
+        daily = pd.read_sql(query, conn)
+    daily["date"] = pd.to_datetime(daily["date"])
+    for column in ("impressions", "clicks", "leads", "conversions"):
+        daily[column] = daily[column].astype("int64")
+    daily["reach"] = daily["reach"].astype("float64")
+    daily["spend"] = daily["spend"].astype("float64")
+    daily["frequency"] = daily["frequency"].astype("float64")
+    entities = load_entities(engine, account_id, entity_type)
+    parents = entities.set_index("entity_id")["parent_id"]
+    daily["parent_id"] = daily["entity_id"].map(parents)
+    return LevelInsights(
+        account_id=account_id,
+        entity_type=entity_type,
+        reference_date=ref_date,
+        start_date=start,
+        daily=daily,
+        entities=entities,
+    )
+
+
+def replace_features(
+    engine: Engine, account_id: str, entity_type: str, features: pd.DataFrame, ref_date: dt.date
+) -> int:
+    """Replace the account's ``ml_features`` rows of this level in one transaction."""
+    now = utcnow()
+    columns = [c for c in features.columns if c != "parent_id"]
+    values = features[columns].astype("float64").to_numpy()
+    parents = features["parent_id"].tolist() if "parent_id" in features.columns else [None] * len(features)
+    rows = [
+        {
+            "account_id": account_id,
+            "entity_type": entity_type,
+            "entity_id": str(entity_id),
+            "parent_id": None if parent is None or (isinstance(parent, float) and np.isnan(parent)) else str(parent),
+            "reference_date": ref_date,
+            "features": to_jsonable(dict(zip(columns, row))),
+            "computed_at": now,
+        }
+        for entity_id, parent, row in zip(features.index, parents, values)
+    ]
+    with engine.begin() as conn:
+        conn.execute(
+            delete(FeatureRow).where(FeatureRow.account_id == account_id, FeatureRow.entity_type == entity_type)
+        )
+        if rows:
+            conn.execute(FeatureRow.__table__.insert(), rows)
+    return len(rows)
+
+
+def load_features(engine: Engine, account_id: str, entity_type: str) -> pd.DataFrame:
+    """Stored features of a level as a frame (index entity_id), missing values as NaN."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(FeatureRow.entity_id, FeatureRow.parent_id, FeatureRow.reference_date, FeatureRow.features)
+            .where(FeatureRow.account_id == account_id, FeatureRow.entity_type == entity_type)
+            .order_by(FeatureRow.entity_id)
+        ).all()
+    if not rows:
+        return pd.DataFrame()
+    frame = pd.DataFrame([r.features for r in rows], index=pd.Index([r.entity_id for r in rows], name="entity_id"))
+    frame = frame.astype("float64")
+    frame.insert(0, "parent_id", [r.parent_id for r in rows])
+    frame.insert(1, "reference_date", [_as_date(r.reference_date) for r in rows])
+    return frame
+
+
+def active_account_ids(engine: Engine) -> list[str]:
+    with engine.connect() as conn:
+        return [
+            r for (r,) in conn.execute(select(AdAccount.id).where(AdAccount.is_active.is_(True)).order_by(AdAccount.id))
+        ]
+
+
+def accounts_with_new_insights(engine: Engine, since: dt.datetime | None) -> dict[str, dt.datetime]:
+    """Accounts whose insight rows changed after ``since``, with the newest change time each."""
+    query = select(DailyInsight.account_id, func.max(DailyInsight.updated_at)).group_by(DailyInsight.account_id)
+    if since is not None:
+        query = query.where(DailyInsight.updated_at > since)
+    with engine.connect() as conn:
+        return {account: _as_datetime(ts) for account, ts in conn.execute(query)}
+
+
+def _as_date(value) -> dt.date | None:  # noqa: ANN001
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    return dt.date.fromisoformat(str(value)[:10])
+
+
+def _as_datetime(value) -> dt.datetime:  # noqa: ANN001
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    if value.tzinfo is None:  # SQLite returns naive datetimes; we always store UTC
+        value = value.replace(tzinfo=dt.timezone.utc)
+    return value

@@ -1,0 +1,39 @@
+"""The ads_ml code location: a list of definitions, no logic."""
+
+import dagster as dg
+
+from ads_ml import settings
+from ads_ml.defs.assets.features import features_assets
+from ads_ml.defs.assets.insights import insights_assets
+from ads_ml.defs.checks import insights_checks
+from ads_ml.defs.io_managers import ModelIOManager
+from ads_ml.defs.jobs import account_refresh_job
+from ads_ml.defs.resources import DatabaseResource, ModelStoreResource
+from ads_ml.defs.sensors import ad_account_partitions_sensor, new_insights_sensor
+
+
+def build_resources() -> dict:
+    database = DatabaseResource()
+    model_store = ModelStoreResource()
+    return {
+        "database": database,
+        "model_store": model_store,
+        "model_io_manager": ModelIOManager(database=database, model_store=model_store),
+    }
+
+
+def build_executor() -> dg.ExecutorDefinition:
+    # SQLite storage and the multiprocess executor lock each other: see settings.executor_kind.
+    if settings.executor_kind() == "multiprocess":
+        return dg.multiprocess_executor
+    return dg.in_process_executor
+
+
+defs = dg.Definitions(
+    assets=[*insights_assets, *features_assets],
+    asset_checks=insights_checks,
+    jobs=[account_refresh_job],
+    sensors=[ad_account_partitions_sensor, new_insights_sensor],
+    resources=build_resources(),
+    executor=build_executor(),
+)

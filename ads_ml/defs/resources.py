@@ -1,0 +1,48 @@
+"""Resources: the source + ML database and the model store.
+
+Both default to ``ads_ml.settings`` (``ADS_ML_DATABASE_URL``, ``ADS_ML_MODELS_DIR``), resolved when
+a run starts, so no URL (or password in it) is baked into the definitions shown in the UI.
+"""
+
+from pathlib import Path
+
+import dagster as dg
+from pydantic import Field
+from sqlalchemy import Engine
+
+from ads_ml import settings
+from ads_ml.db.engine import get_engine
+from ads_ml.db.migrate import ensure_current
+from ads_ml.db.model_registry import ModelRegistry
+
+
+class DatabaseResource(dg.ConfigurableResource):
+    """The source + ML database (PostgreSQL in production, SQLite by default)."""
+
+    url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL; unset means ADS_ML_DATABASE_URL or the embedded SQLite default.",
+    )
+
+    def resolved_url(self) -> str:
+        return self.url or settings.database_url()
+
+    def engine(self) -> Engine:
+        """The engine, after checking the schema is migrated (a clear error if not)."""
+        engine = get_engine(self.resolved_url())
+        ensure_current(engine)
+        return engine
+
+
+class ModelStoreResource(dg.ConfigurableResource):
+    """Where model files live; their metadata goes to ``ml_trained_models``."""
+
+    models_dir: str | None = Field(
+        default=None, description="Directory for model files; unset means ADS_ML_MODELS_DIR or beside the database."
+    )
+
+    def resolved_dir(self, database_url: str | None = None) -> Path:
+        return Path(self.models_dir) if self.models_dir else settings.models_dir(database_url)
+
+    def registry(self, database: DatabaseResource) -> ModelRegistry:
+        return ModelRegistry(database.engine(), self.resolved_dir(database.resolved_url()))

@@ -1,0 +1,92 @@
+"""Import change events (budget, creative, audience changes, pauses, reactivations)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import Engine, select
+
+from ads_ml import settings
+from ads_ml.db.models import ENTITY_MODELS, ChangeEvent, utcnow
+from ads_ml.db.upsert import upsert
+from ads_ml.ingest.csvfile import Field, InputFileError, iter_batches, parse_dates, read_header, require_values
+from ads_ml.ingest.insights import _ensure_account, validate_account_id
+
+CHANGE_FIELDS: tuple[Field, ...] = (
+    Field("entity_type", ("entitytype", "level"), label='"entity_type"'),
+    Field("entity_id", ("entityid",), label='"entity_id"'),
+    Field("change_date", ("changedate", "date"), label='"change_date"'),
+    Field("change_type", ("changetype",), label='"change_type"'),
+    Field("old_value", ("oldvalue",), required=False),
+    Field("new_value", ("newvalue",), required=False),
+)
+
+
+def import_changes(engine: Engine, path: str | Path, account_id: str) -> int:
+    """Upsert the change events of ``path`` into ``account_id``; returns the number of rows read.
+    Every event must name an entity the account already has (import insights first)."""
+    validate_account_id(account_id)
+    path = Path(path)
+    header = read_header(path, CHANGE_FIELDS)
+    names = header.columns
+    rows = 0
+    with engine.begin() as conn:
+        _ensure_account(conn, path, account_id, None)
+        known = {
+            level: {i for (i,) in conn.execute(select(model.id).where(model.account_id == account_id))}
+            for level, model in ENTITY_MODELS.items()
+        }
+        for _first, raw in iter_batches(path, header, settings.IMPORT_BATCH_ROWS):
+            require_values(path, raw, {c: names[c] for c in ("entity_type", "entity_id", "change_type")})
+            level = raw["entity_type"].str.lower()
+            bad = ~level.isin(settings.ENTITY_TYPES)
+            if bad.any():
+                row = int(raw.index[np.flatnonzero(bad.to_numpy())[0]])
+                raise InputFileError(
+                    path, f"{raw.at[row, 'entity_type']!r} is not one of campaign, adset, ad",
+                    row=row, column=names["entity_type"],
+                )
+            change_type = raw["change_type"].str.lower()
+            bad = ~change_type.isin(settings.CHANGE_TYPES)
+            if bad.any():
+                row = int(raw.index[np.flatnonzero(bad.to_numpy())[0]])
+                raise InputFileError(
+                    path,
+                    f"{raw.at[row, 'change_type']!r} is not one of {', '.join(settings.CHANGE_TYPES)}",
+                    row=row, column=names["change_type"],
+                )
+            dates = parse_dates(path, raw, "change_date", names["change_date"])
+            unknown = [
+                row for row, lvl, entity in zip(raw.index, level, raw["entity_id"]) if entity not in known[lvl]
+            ]
+            if unknown:
+                row = int(unknown[0])
+                raise InputFileError(
+                    path, f"unknown {level.at[row]} {raw.at[row, 'entity_id']!r} in account {account_id}",
+                    row=row, column=names["entity_id"],
+                )
+            now = utcnow()
+            records = [
+                {
+                    "account_id": account_id,
+                    "entity_type": lvl,
+                    "entity_id": entity,
+                    "change_date": date.date(),
+                    "change_type": kind,
+                    "old_value": (raw.at[row, "old_value"] or None) if "old_value" in names else None,
+                    "new_value": (raw.at[row, "new_value"] or None) if "new_value" in names else None,
+                    "created_at": now,
+                }
+                for row, lvl, entity, date, kind in zip(raw.index, level, raw["entity_id"], dates, change_type)
+            ]
+            stmt = upsert(
+                conn, ChangeEvent.__table__,
+                key=("account_id", "entity_type", "entity_id", "change_date", "change_type"),
+                update=("old_value", "new_value"),
+            )
+            conn.execute(stmt, records)
+            rows += len(records)
+        if rows == 0:
+            raise InputFileError(path, "no data rows")
+    return rows

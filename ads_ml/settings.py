@@ -1,0 +1,105 @@
+"""One place for configuration and for the constants the users rely on.
+
+Environment (read at call time, never baked into code):
+
+- ``ADS_ML_DATABASE_URL``: SQLAlchemy URL of the source + ML database. Default: a SQLite file
+  ``ads_ml.db`` under ``$DAGSTER_HOME``, or under ``.ads_ml/`` (in the working directory) when
+  ``DAGSTER_HOME`` is unset.
+- ``ADS_ML_MODELS_DIR``: where model files are written. Default: ``models/`` beside the database
+  (for a server database, beside where the SQLite default would be).
+- ``DAGSTER_HOME``: the Dagster instance directory.
+- ``DAGSTER_PG_HOST`` (with ``DAGSTER_PG_USERNAME``, ``DAGSTER_PG_PASSWORD``, ``DAGSTER_PG_DB``,
+  ``DAGSTER_PG_PORT``): when set, the Dagster instance stores runs and events in PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+
+# --- environment -----------------------------------------------------------------------------
+
+DATABASE_URL_ENV = "ADS_ML_DATABASE_URL"
+MODELS_DIR_ENV = "ADS_ML_MODELS_DIR"
+DAGSTER_HOME_ENV = "DAGSTER_HOME"
+DAGSTER_PG_HOST_ENV = "DAGSTER_PG_HOST"
+#: Optional override of the step executor: ``in_process`` or ``multiprocess``.
+EXECUTOR_ENV = "ADS_ML_EXECUTOR"
+
+LOCAL_STATE_DIRNAME = ".ads_ml"
+
+
+def state_dir() -> Path:
+    """Directory holding the embedded defaults: ``$DAGSTER_HOME`` or ``./.ads_ml``."""
+    home = os.environ.get(DAGSTER_HOME_ENV)
+    if home:
+        return Path(home).expanduser().resolve()
+    return (Path.cwd() / LOCAL_STATE_DIRNAME).resolve()
+
+
+def database_url() -> str:
+    """The configured database URL (``ADS_ML_DATABASE_URL``) or the embedded SQLite default."""
+    url = os.environ.get(DATABASE_URL_ENV, "").strip()
+    if url:
+        return url
+    return f"sqlite:///{state_dir() / 'ads_ml.db'}"
+
+
+def models_dir(db_url: str | None = None) -> Path:
+    """The model directory (``ADS_ML_MODELS_DIR``), by default ``models/`` beside the database."""
+    configured = os.environ.get(MODELS_DIR_ENV, "").strip()
+    if configured:
+        return Path(configured).expanduser().resolve()
+    url = make_url(db_url or database_url())
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        return Path(url.database).expanduser().resolve().parent / "models"
+    return state_dir() / "models"
+
+
+def dagster_uses_postgres() -> bool:
+    """True when the Dagster instance is configured for PostgreSQL (``DAGSTER_PG_*`` set)."""
+    return bool(os.environ.get(DAGSTER_PG_HOST_ENV, "").strip())
+
+
+def is_sqlite_url(url: str) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def executor_kind() -> str:
+    """``multiprocess`` only when nothing in the run writes to SQLite.
+
+    SQLite instance storage (or a SQLite ML database) and Dagster's multiprocess executor lock
+    each other ("database is locked"), so the embedded default runs steps in one process.
+    """
+    override = os.environ.get(EXECUTOR_ENV, "").strip()
+    if override:
+        if override not in ("in_process", "multiprocess"):
+            raise ValueError(f"{EXECUTOR_ENV} must be 'in_process' or 'multiprocess', not {override!r}")
+        return override
+    if dagster_uses_postgres() and not is_sqlite_url(database_url()):
+        return "multiprocess"
+    return "in_process"
+
+
+# --- identifiers -----------------------------------------------------------------------------
+
+ACCOUNT_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+ENTITY_TYPES = ("campaign", "adset", "ad")
+#: Parent level of each level ("account" for campaigns).
+PARENT_LEVEL = {"campaign": "account", "adset": "campaign", "ad": "adset"}
+ENTITY_STATUSES = ("ACTIVE", "PAUSED", "ARCHIVED", "DELETED")
+CHANGE_TYPES = ("budget_change", "creative_change", "audience_change", "pause", "reactivate")
+
+# --- insights and features ---------------------------------------------------------------------
+
+#: Days of daily insights loaded per account and level, ending at the reference date.
+INSIGHTS_LOOKBACK_DAYS = 90
+#: Windows (days, ending at the reference date inclusive) of the entity features.
+SHORT_WINDOW_DAYS = 7
+MEDIUM_WINDOW_DAYS = 14
+LONG_WINDOW_DAYS = 30
+#: Rows per batch when importing; memory is bounded by this, not by the file size.
+IMPORT_BATCH_ROWS = 20_000
