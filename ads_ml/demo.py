@@ -87,7 +87,7 @@ def generate_account(
     change_factor[changed] = rng.uniform(1.2, 1.6, len(changed))
 
     day = np.arange(days)
-    weekday = dates.dayofweek.to_numpy()
+    weekday = dates.day_of_week.to_numpy()
     age = day[None, :] - start[:, None]  # ads × days
     alive = (age >= 0) & (day[None, :] < stop[:, None])
     after_change = (change_day[ad_adset][:, None] >= 0) & (day[None, :] >= change_day[ad_adset][:, None])

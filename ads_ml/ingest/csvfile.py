@@ -57,7 +57,8 @@ class Field:
 class HeaderMap:
     """Which file column feeds which canonical field."""
 
-    columns: dict[str, str]  # canonical name -> header as written in the file
+    columns: dict[str, str]  # canonical name -> header as written in the file (stripped)
+    positions: dict[str, int]  # canonical name -> column index in the file
     delimiter: str
     extras: dict[str, str]  # e.g. {"currency": "BRL"}
 
@@ -94,11 +95,15 @@ def read_header(path: Path, fields: Sequence[Field]) -> HeaderMap:
     if len(header) < 2:
         raise InputFileError(path, "not a CSV file (no delimited header row)", row=1)
     by_key: dict[str, str] = {}
-    for name in header:
+    position: dict[str, int] = {}
+    for index, name in enumerate(header):
         key = normalise_header(name)
+        if not key:
+            continue
         if key in by_key:
             raise InputFileError(path, f'duplicate column (same as "{by_key[key]}")', row=1, column=name)
         by_key[key] = name
+        position[name] = index
 
     columns: dict[str, str] = {}
     extras: dict[str, str] = {}
@@ -121,35 +126,38 @@ def read_header(path: Path, fields: Sequence[Field]) -> HeaderMap:
                 )
             continue
         columns[field.name] = match
-    return HeaderMap(columns=columns, delimiter=delimiter, extras=extras)
+    positions = {field: position[name] for field, name in columns.items()}
+    return HeaderMap(columns=columns, positions=positions, delimiter=delimiter, extras=extras)
 
 
 def iter_batches(path: Path, header: HeaderMap, batch_rows: int) -> Iterator[tuple[int, pd.DataFrame]]:
     """Yield ``(first_row_number, frame)`` with canonical column names, all values as stripped
     strings ('' for empty). Memory is bounded by ``batch_rows``."""
-    usecols = list(header.columns.values())
-    rename = {v: k for k, v in header.columns.items()}
+    by_position = sorted((index, field) for field, index in header.positions.items())
     reader = pd.read_csv(
         path,
         sep=header.delimiter,
+        header=0,
+        names=None,
         dtype=str,
         keep_default_na=False,
         na_filter=False,
-        usecols=usecols,
+        usecols=[index for index, _field in by_position],
         chunksize=batch_rows,
         encoding="utf-8-sig",
         skipinitialspace=True,
-        skip_blank_lines=True,
+        skip_blank_lines=False,
     )
     next_row = 2
     try:
         for chunk in reader:
-            chunk = chunk.rename(columns=rename)
-            chunk.columns = [c.strip() for c in chunk.columns]
+            if chunk.empty:
+                continue
+            chunk.columns = [field for _index, field in by_position]
             chunk = chunk.apply(lambda s: s.str.strip())
             chunk.index = pd.RangeIndex(next_row, next_row + len(chunk))
             next_row += len(chunk)
-            yield chunk.index[0], chunk
+            yield int(chunk.index[0]), chunk
     except pd.errors.ParserError as exc:
         match = re.search(r"line (\d+)", str(exc))
         row = int(match.group(1)) if match else None

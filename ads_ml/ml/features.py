@@ -206,7 +206,7 @@ def compute_entity_features(
 
 def _best_and_worst_weekday(window: pd.DataFrame, index: pd.Index) -> tuple[pd.Series, pd.Series]:
     by_day = (
-        window.assign(weekday=window["date"].dt.dayofweek)
+        window.assign(weekday=window["date"].dt.day_of_week)
         .groupby(["entity_id", "weekday"], sort=False)[["spend", "leads"]]
         .sum()
         .reset_index()
