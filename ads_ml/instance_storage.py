@@ -30,6 +30,8 @@ def postgres_config_from_env() -> dict[str, Any] | None:
             "password": os.environ.get("DAGSTER_PG_PASSWORD", ""),
             "db_name": os.environ.get("DAGSTER_PG_DB", "dagster"),
             "port": os.environ.get("DAGSTER_PG_PORT", "5432"),
+            # psycopg2 is the driver we install; SQLAlchemy 2.1 would pick psycopg 3 for "postgresql".
+            "scheme": "postgresql+psycopg2",
         }
     }
 

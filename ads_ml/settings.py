@@ -44,8 +44,16 @@ def database_url() -> str:
     """The configured database URL (``ADS_ML_DATABASE_URL``) or the embedded SQLite default."""
     url = os.environ.get(DATABASE_URL_ENV, "").strip()
     if url:
-        return url
+        return with_default_driver(url)
     return f"sqlite:///{state_dir() / 'ads_ml.db'}"
+
+
+def with_default_driver(url: str) -> str:
+    """``postgresql://`` and ``postgres://`` mean psycopg2, the driver ads_ml installs."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg2://" + url[len(prefix):]
+    return url
 
 
 def models_dir(db_url: str | None = None) -> Path:

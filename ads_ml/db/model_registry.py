@@ -22,6 +22,7 @@ from typing import Any
 
 import joblib
 from sqlalchemy import Engine, and_, func, select, update
+from sqlalchemy.orm import Session
 
 from ads_ml.db.jsonsafe import to_jsonable
 from ads_ml.db.models import TrainedModel, utcnow
@@ -84,7 +85,7 @@ class StoredModel:
 def safe_component(value: str) -> str:
     """A file-name-safe form of an id; altered ids get a short hash so two never collide."""
     text = str(value)
-    cleaned = SAFE_NAME.sub("_", text).lstrip(".")[:80] or "_"
+    cleaned = re.sub(r"\.{2,}", "_", SAFE_NAME.sub("_", text)).lstrip(".")[:80] or "_"
     if cleaned != text:
         cleaned = f"{cleaned}-{hashlib.sha1(text.encode()).hexdigest()[:8]}"
     return cleaned
@@ -183,8 +184,8 @@ class ModelRegistry:
 
     def latest(self, account_id: str, name: str, entity_type: str, entity_id: str = "") -> StoredModel:
         """Metadata of the newest READY model (no file access)."""
-        with self.engine.connect() as conn:
-            row = conn.execute(
+        with Session(self.engine) as session:
+            row = session.execute(
                 select(TrainedModel)
                 .where(
                     TrainedModel.account_id == account_id,
@@ -196,10 +197,11 @@ class ModelRegistry:
                 .order_by(TrainedModel.version.desc())
                 .limit(1)
             ).first()
-        if row is None:
-            what = f"{name} for {entity_type} {entity_id}".rstrip() if entity_id else f"{name} ({entity_type})"
-            raise ModelNotFoundError(f"no READY model {what} in account {account_id}")
-        return StoredModel.from_row(row[0])
+            if row is None:
+                what = f"{name} for {entity_type} {entity_id}".rstrip() if entity_id else f"{name} ({entity_type})"
+                raise ModelNotFoundError(f"no READY model {what} in account {account_id}")
+            stored = StoredModel.from_row(row[0])
+        return stored
 
     def load(self, account_id: str, name: str, entity_type: str, entity_id: str = "") -> StoredModel:
         """The newest READY model with its object, checksum verified."""
@@ -223,8 +225,8 @@ class ModelRegistry:
             .group_by(TrainedModel.entity_id)
             .subquery()
         )
-        with self.engine.connect() as conn:
-            rows = conn.execute(
+        with Session(self.engine) as session:
+            rows = session.execute(
                 select(TrainedModel).join(
                     newest,
                     and_(
@@ -305,8 +307,8 @@ class ModelRegistry:
     def _rows_for(self, account_id: str, keys: list[tuple[str, str, str, int]]) -> list[StoredModel]:
         by_key = {}
         names = {k[0] for k in keys}
-        with self.engine.connect() as conn:
-            rows = conn.execute(
+        with Session(self.engine) as session:
+            rows = session.execute(
                 select(TrainedModel).where(
                     TrainedModel.account_id == account_id,
                     TrainedModel.name.in_(names),
