@@ -1,0 +1,83 @@
+"""The two sensors, evaluated against a real instance and database."""
+
+from __future__ import annotations
+
+import dagster as dg
+import sqlalchemy as sa
+
+from ads_ml.db.models import AdAccount
+from ads_ml.defs.resources import DatabaseResource
+from ads_ml.defs.sensors import ad_account_partitions_sensor, new_insights_sensor
+from ads_ml.ingest.insights import import_insights
+from ads_ml_tests.helpers import CANONICAL, write_csv
+
+
+def _context(instance, db_url, cursor=None):
+    return dg.build_sensor_context(instance=instance, cursor=cursor, resources={"database": DatabaseResource(url=db_url)})
+
+
+def _apply(instance, result: dg.SensorResult) -> None:
+    for request in result.dynamic_partitions_requests or []:
+        if isinstance(request, dg.AddDynamicPartitionsRequest):
+            instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+        else:
+            for key in request.partition_keys:
+                instance.delete_dynamic_partition(request.partitions_def_name, key)
+
+
+def test_partitions_follow_active_accounts(dagster_instance, engine, db_url, tmp_path):
+    import_insights(engine, write_csv(tmp_path / "a.csv", CANONICAL), "act_alpha")
+    import_insights(engine, write_csv(tmp_path / "b.csv", CANONICAL), "act_beta")
+    dagster_instance.add_dynamic_partitions("ad_account", ["act_beta", "act_gone"])
+    with engine.begin() as conn:
+        conn.execute(sa.update(AdAccount).where(AdAccount.id == "act_beta").values(is_active=False))
+
+    result = ad_account_partitions_sensor(_context(dagster_instance, db_url))
+    requests = {type(r).__name__: sorted(r.partition_keys) for r in result.dynamic_partitions_requests}
+    assert requests == {
+        "AddDynamicPartitionsRequest": ["act_alpha"],
+        "DeleteDynamicPartitionsRequest": ["act_beta", "act_gone"],
+    }
+    _apply(dagster_instance, result)
+    assert dagster_instance.get_dynamic_partitions("ad_account") == ["act_alpha"]
+
+    again = ad_account_partitions_sensor(_context(dagster_instance, db_url))
+    assert not again.dynamic_partitions_requests and again.skip_reason is not None
+
+
+def test_new_insight_rows_request_a_refresh_of_that_account_only(dagster_instance, engine, db_url, tmp_path):
+    first = write_csv(tmp_path / "first.csv", CANONICAL)
+    import_insights(engine, first, "act_one")
+
+    result = new_insights_sensor(_context(dagster_instance, db_url))
+    assert [r.partition_key for r in result.run_requests] == ["act_one"]
+    assert [list(r.partition_keys) for r in result.dynamic_partitions_requests] == [["act_one"]]
+    assert result.run_requests[0].job_name in (None, "account_refresh")
+    cursor = result.cursor
+    _apply(dagster_instance, result)
+
+    # Nothing new: no run. Re-importing the same file is nothing new either.
+    assert not new_insights_sensor(_context(dagster_instance, db_url, cursor)).run_requests
+    import_insights(engine, first, "act_one")
+    assert not new_insights_sensor(_context(dagster_instance, db_url, cursor)).run_requests
+
+    # New rows for another account: only that one.
+    import_insights(engine, write_csv(tmp_path / "two.csv", CANONICAL), "act_two")
+    result = new_insights_sensor(_context(dagster_instance, db_url, cursor))
+    assert [r.partition_key for r in result.run_requests] == ["act_two"]
+    cursor = result.cursor
+
+    # A corrected value in the first account: a run for it.
+    corrected = CANONICAL.replace("1200,900,25,12.0,3,2", "1200,900,25,13.0,3,2")
+    import_insights(engine, write_csv(tmp_path / "fix.csv", corrected), "act_one")
+    result = new_insights_sensor(_context(dagster_instance, db_url, cursor))
+    assert [r.partition_key for r in result.run_requests] == ["act_one"]
+    assert not result.dynamic_partitions_requests  # the partition exists already
+
+
+def test_inactive_account_gets_no_run(dagster_instance, engine, db_url, tmp_path):
+    import_insights(engine, write_csv(tmp_path / "x.csv", CANONICAL), "act_off")
+    with engine.begin() as conn:
+        conn.execute(sa.update(AdAccount).where(AdAccount.id == "act_off").values(is_active=False))
+    result = new_insights_sensor(_context(dagster_instance, db_url))
+    assert not result.run_requests and result.cursor is not None
