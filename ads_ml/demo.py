@@ -39,9 +39,11 @@ def generate_account(
     days: int = 120,
     end_date: dt.date | None = None,
     seed: int = 7,
+    churn: bool = True,
 ) -> DemoAccount:
     """Generate an account of ``n_campaigns × adsets_per_campaign × ads_per_adset`` ads over
-    ``days`` days ending at ``end_date`` (default: yesterday)."""
+    ``days`` days ending at ``end_date`` (default: yesterday). ``churn=False`` keeps every ad
+    delivering every day (no late starts or pauses), e.g. for an exact row count in benchmarks."""
     rng = np.random.default_rng(seed)
     end = pd.Timestamp(end_date or (dt.date.today() - dt.timedelta(days=1)))
     dates = pd.date_range(end=end, periods=days, freq="D")
@@ -78,6 +80,11 @@ def generate_account(
     adset_stop = np.full(n_adsets, days)
     adset_stop[paused_adsets] = rng.integers(days // 2, days - 10, len(paused_adsets))
     stop = np.minimum(stop, adset_stop[ad_adset])
+    if not churn:
+        start[:] = 0
+        stop[:] = days
+        adset_stop[:] = days
+        paused_adsets = paused_adsets[:0]
 
     # Budget changes: a third of the adsets scale up by 20-60 % on one day.
     changed = rng.choice(n_adsets, size=max(1, n_adsets // 3), replace=False)
