@@ -81,3 +81,10 @@ def test_inactive_account_gets_no_run(dagster_instance, engine, db_url, tmp_path
         conn.execute(sa.update(AdAccount).where(AdAccount.id == "act_off").values(is_active=False))
     result = new_insights_sensor(_context(dagster_instance, db_url))
     assert not result.run_requests and result.cursor is not None
+
+
+def test_sensors_skip_with_a_reason_before_the_database_is_migrated(dagster_instance, tmp_path):
+    fresh = f"sqlite:///{tmp_path / 'fresh.db'}"
+    for sensor in (ad_account_partitions_sensor, new_insights_sensor):
+        result = sensor(_context(dagster_instance, fresh))
+        assert not result.run_requests and "run `ads-ml migrate`" in result.skip_reason.skip_message

@@ -4,6 +4,7 @@ import datetime as dt
 
 import dagster as dg
 
+from ads_ml.db.migrate import SchemaError
 from ads_ml.db.queries import accounts_with_new_insights, active_account_ids
 from ads_ml.defs.jobs import account_refresh_job
 from ads_ml.defs.partitions import AD_ACCOUNT_PARTITIONS_NAME, ad_account_partitions
@@ -17,7 +18,11 @@ from ads_ml.defs.resources import DatabaseResource
     description="Adds a partition for every active ad account and removes deactivated ones.",
 )
 def ad_account_partitions_sensor(context: dg.SensorEvaluationContext, database: DatabaseResource) -> dg.SensorResult:
-    active = set(active_account_ids(database.engine()))
+    try:
+        engine = database.engine()
+    except SchemaError as exc:  # a fresh install before `ads-ml migrate` / the first import
+        return dg.SensorResult(skip_reason=dg.SkipReason(str(exc)))
+    active = set(active_account_ids(engine))
     existing = set(context.instance.get_dynamic_partitions(AD_ACCOUNT_PARTITIONS_NAME))
     to_add = sorted(active - existing)
     to_remove = sorted(existing - active)
@@ -41,11 +46,15 @@ def ad_account_partitions_sensor(context: dg.SensorEvaluationContext, database: 
     "requests a run of that account's features and everything downstream.",
 )
 def new_insights_sensor(context: dg.SensorEvaluationContext, database: DatabaseResource) -> dg.SensorResult:
+    try:
+        engine = database.engine()
+    except SchemaError as exc:
+        return dg.SensorResult(skip_reason=dg.SkipReason(str(exc)))
     since = dt.datetime.fromisoformat(context.cursor) if context.cursor else None
-    changed = accounts_with_new_insights(database.engine(), since)
+    changed = accounts_with_new_insights(engine, since)
     if not changed:
         return dg.SensorResult(skip_reason=dg.SkipReason("no new insight rows"))
-    active = set(active_account_ids(database.engine()))
+    active = set(active_account_ids(engine))
     existing = set(context.instance.get_dynamic_partitions(AD_ACCOUNT_PARTITIONS_NAME))
     accounts = sorted(a for a in changed if a in active)
     new_partitions = [a for a in accounts if a not in existing]
