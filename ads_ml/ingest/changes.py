@@ -31,6 +31,7 @@ def import_changes(engine: Engine, path: str | Path, account_id: str) -> int:
     header = read_header(path, CHANGE_FIELDS)
     names = header.columns
     rows = 0
+    seen_keys: set[tuple] = set()
     with engine.begin() as conn:
         _ensure_account(conn, path, account_id, None)
         known = {
@@ -66,6 +67,16 @@ def import_changes(engine: Engine, path: str | Path, account_id: str) -> int:
                     path, f"unknown {level.at[row]} {raw.at[row, 'entity_id']!r} in account {account_id}",
                     row=row, column=names["entity_id"],
                 )
+            keys = list(zip(level, raw["entity_id"], dates, change_type))
+            seen_in_batch: dict[tuple, int] = {}
+            for row, key in zip(raw.index, keys):
+                if key in seen_keys or key in seen_in_batch:
+                    raise InputFileError(
+                        path, f"the same {key[3]} of {key[0]} {key[1]} on {key[2].date()} appears twice",
+                        row=int(row), column=names["change_type"],
+                    )
+                seen_in_batch[key] = row
+            seen_keys.update(seen_in_batch)
             now = utcnow()
             records = [
                 {
