@@ -36,8 +36,13 @@ def upsert(
         stmt = stmt.from_select(list(columns or []), select)
     excluded = stmt.excluded
     changed = or_(*[table.c[c].is_distinct_from(excluded[c]) for c in update])
-    return stmt.on_conflict_do_update(
+    stmt = stmt.on_conflict_do_update(
         index_elements=[table.c[c] for c in key],
         set_={c: excluded[c] for c in (*update, *always)},
         where=changed,
     )
+    if select is None:
+        # SQLAlchemy batches many rows into one INSERT ("insertmanyvalues") for ON CONFLICT
+        # statements only when they return something; without it each row is a round trip.
+        stmt = stmt.returning(table.c[key[0]])
+    return stmt

@@ -135,6 +135,11 @@ def import_insights(
             result.last_date = max(result.last_date or hi, hi)
         if result.rows == 0:
             raise InputFileError(path, "no data rows")
+        if conn.dialect.name == "postgresql":
+            # Rows just written have no planner statistics yet: PostgreSQL would estimate one row
+            # and nest-loop the rollup join (seconds per thousand rows). A hash join is right for
+            # this query shape whatever the statistics say. SET LOCAL ends with the transaction.
+            conn.exec_driver_sql("SET LOCAL enable_nestloop = off")
         for level in ("adset", "campaign"):
             _roll_up(conn, account_id, level, result.first_date, result.last_date, now)
         result.rows_changed = conn.execute(
