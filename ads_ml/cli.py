@@ -48,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="generate a realistic demo account, import it and run the pipeline")
     p.add_argument("--account", default="act_demo")
-    p.add_argument("--campaigns", type=int, default=4)
+    p.add_argument("--campaigns", type=int, default=10)
     p.add_argument("--adsets-per-campaign", type=int, default=3)
     p.add_argument("--ads-per-adset", type=int, default=4)
     p.add_argument("--days", type=int, default=120)
@@ -147,7 +147,7 @@ def _report(args: argparse.Namespace) -> int:
 
 def _print_report(account_id: str) -> None:
     from ads_ml.db.engine import get_engine
-    from ads_ml.db.queries import account_exists, load_features, reference_date
+    from ads_ml.db.queries import account_exists, latest_classifications, load_features, reference_date
 
     engine = get_engine()
     if not account_exists(engine, account_id):
@@ -166,6 +166,11 @@ def _print_report(account_id: str) -> None:
             f"  {level}s: {len(features)} ({active} active); last 7 days spend {spend:,.2f}, "
             f"leads {leads:,.0f}, CPL {cpl}"
         )
+        tiers = latest_classifications(engine, account_id, level)
+        if not tiers.empty:
+            counts = ", ".join(f"{tier} {n}" for tier, n in tiers["tier"].value_counts().items())
+            methods = ", ".join(f"{m} {n}" for m, n in tiers["method"].value_counts().items())
+            print(f"    tiers ({tiers['reference_date'].iloc[0]}): {counts}  [by {methods}]")
 
 
 def _safe_url() -> str:

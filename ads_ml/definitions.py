@@ -5,9 +5,11 @@ import dagster as dg
 from ads_ml import settings
 from ads_ml.defs.assets.features import features_assets
 from ads_ml.defs.assets.insights import insights_assets
+from ads_ml.defs.assets.tiers import tier_assets
 from ads_ml.defs.checks import insights_checks
 from ads_ml.defs.io_managers import ModelIOManager
-from ads_ml.defs.jobs import account_refresh_job
+from ads_ml.defs.jobs import all_jobs
+from ads_ml.defs.schedules import schedules
 from ads_ml.defs.resources import DatabaseResource, ModelStoreResource
 from ads_ml.defs.sensors import ad_account_partitions_sensor, new_insights_sensor
 
@@ -30,9 +32,10 @@ def build_executor() -> dg.ExecutorDefinition:
 
 
 defs = dg.Definitions(
-    assets=[*insights_assets, *features_assets],
+    assets=[*insights_assets, *features_assets, *tier_assets],
     asset_checks=insights_checks,
-    jobs=[account_refresh_job],
+    jobs=all_jobs,
+    schedules=schedules,
     sensors=[ad_account_partitions_sensor, new_insights_sensor],
     resources=build_resources(),
     executor=build_executor(),

@@ -111,3 +111,67 @@ MEDIUM_WINDOW_DAYS = 14
 LONG_WINDOW_DAYS = 30
 #: Rows per batch when importing; memory is bounded by this, not by the file size.
 IMPORT_BATCH_ROWS = 20_000
+
+# --- tiers (classification) --------------------------------------------------------------------
+
+TIER_HIGH = "HIGH_PERFORMER"
+TIER_MODERATE = "MODERATE"
+TIER_LOW = "LOW"
+TIER_UNDER = "UNDERPERFORMER"
+TIER_INSUFFICIENT = "INSUFFICIENT_DATA"
+#: Best first; the classifier predicts these four.
+TIERS = (TIER_HIGH, TIER_MODERATE, TIER_LOW, TIER_UNDER)
+#: Rule tiers on CPL relative to the account's average CPL over the same window (level-wide):
+#: HIGH needs CPL ≤ 0.75 × average *and* at least TIER_HIGH_MIN_LEADS leads; MODERATE ≤ 1.10 ×;
+#: LOW ≤ 1.50 ×; above, or spend without any lead, UNDERPERFORMER.
+TIER_HIGH_MAX_CPL_RATIO = 0.75
+TIER_MODERATE_MAX_CPL_RATIO = 1.10
+TIER_LOW_MAX_CPL_RATIO = 1.50
+TIER_HIGH_MIN_LEADS = 5
+#: No lead and less spend than this share of the account CPL: too little evidence for a tier.
+TIER_INSUFFICIENT_SPEND_SHARE_OF_CPL = 0.5
+#: Window (days) of a forward-looking outcome label, and how long a classification is valid.
+TIER_HORIZON_DAYS = 7
+#: At least this many labelled samples per account and level to train a classifier.
+TIER_MIN_TRAINING_SAMPLES = 30
+#: Entities younger than this (days since first delivery) lack history of their own.
+TIER_MIN_HISTORY_DAYS = 14
+#: Feature snapshots (one a week, going back from the reference date) used for training.
+TIER_MAX_SNAPSHOTS = 12
+#: Share of the labelled samples (the most recent snapshots) held out for time-based validation.
+TIER_VALIDATION_SHARE = 0.2
+#: The transfer model needs this many campaigns, and its confidence is multiplied by the penalty.
+TRANSFER_MIN_CAMPAIGNS = 10
+TRANSFER_CONFIDENCE_PENALTY = 0.85
+#: XGBoost settings of the tier classifiers: shallow and regularised, for accounts with a few
+#: hundred labelled samples (measured on generated accounts: better validation log loss and
+#: calibration than deeper trees).
+TIER_XGB_PARAMS = {
+    "tree_method": "hist",
+    "n_estimators": 100,
+    "max_depth": 3,
+    "learning_rate": 0.05,
+    "subsample": 0.8,
+    "colsample_bytree": 0.8,
+    "min_child_weight": 3.0,
+    "reg_lambda": 5.0,
+}
+
+# --- schedules -------------------------------------------------------------------------------
+
+SCHEDULE_TIMEZONE_ENV = "ADS_ML_SCHEDULE_TIMEZONE"
+
+
+def schedule_timezone() -> str:
+    """Timezone the schedules' cron times are read in (``ADS_ML_SCHEDULE_TIMEZONE``, default UTC)."""
+    return os.environ.get(SCHEDULE_TIMEZONE_ENV, "").strip() or "UTC"
+
+
+#: Cron times (in schedule_timezone()) of the schedules, named by what they run.
+SCHEDULES = {
+    "tier_training": "0 3 * * *",
+    "transfer_training": "0 3 * * 1",
+    "campaign_classification": "0 5 * * *",
+    "adset_classification": "30 5 * * *",
+    "ad_classification": "0 6 * * *",
+}

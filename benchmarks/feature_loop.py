@@ -84,6 +84,7 @@ def features_by_loop(daily: pd.DataFrame, entities: pd.DataFrame, reference_date
         budget = info.get("daily_budget", np.nan)
         f["has_budget"] = float(pd.notna(budget) and float(budget) > 0)
         f["parent_id"] = info["parent_id"]
+        f["_spend_30d"] = float(w30["spend"].sum())
         rows[entity_id] = f
     out = pd.DataFrame.from_dict(rows, orient="index")
     parent = out["parent_id"].fillna("")
@@ -98,5 +99,9 @@ def features_by_loop(daily: pd.DataFrame, entities: pd.DataFrame, reference_date
         sib_cpl = _ratio(siblings["spend_7d"].sum(), siblings["leads_7d"].sum())
         own = out.at[entity_id, "cpl_7d"]
         out.at[entity_id, "cpl_vs_siblings_7d"] = own / sib_cpl if not np.isnan(own) and not np.isnan(sib_cpl) and sib_cpl else np.nan
+    account_cpl_7d = _ratio(out["spend_7d"].sum(), out["leads_7d"].sum())
+    account_cpl_30d = _ratio(sum(r["_spend_30d"] for r in rows.values()), out["leads_30d"].sum())
+    out["cpl_vs_account_7d"] = [_ratio(v, account_cpl_7d) if not np.isnan(v) else np.nan for v in out["cpl_7d"]]
+    out["cpl_vs_account_30d"] = [_ratio(v, account_cpl_30d) if not np.isnan(v) else np.nan for v in out["cpl_30d"]]
     out.index.name = "entity_id"
     return out[["parent_id", *FEATURE_COLUMNS]]

@@ -236,6 +236,33 @@ class FeatureRow(Base):
     computed_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class Classification(Base):
+    """Tier of an entity as of a reference date; re-running the same date replaces its rows."""
+
+    __tablename__ = "ml_classifications"
+    __table_args__ = (
+        UniqueConstraint("account_id", "entity_type", "entity_id", "reference_date", name="uq_ml_classifications_key"),
+        Index("ix_ml_classifications_account_level_date", "account_id", "entity_type", "reference_date"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    account_id: Mapped[str] = mapped_column(String(64))
+    entity_type: Mapped[str] = mapped_column(String(16))
+    entity_id: Mapped[str] = mapped_column(String(64))
+    reference_date: Mapped[dt.date] = mapped_column(Date)
+    tier: Mapped[str] = mapped_column(String(32))
+    confidence_score: Mapped[float | None] = mapped_column(Float)
+    previous_tier: Mapped[str | None] = mapped_column(String(32))
+    tier_change_direction: Mapped[str | None] = mapped_column(String(16))
+    feature_importances: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    method: Mapped[str] = mapped_column(String(16))  # model / transfer / rules
+    is_transfer: Mapped[bool] = mapped_column(Boolean, default=False)
+    rule_tier: Mapped[str | None] = mapped_column(String(32))
+    model_version: Mapped[int | None] = mapped_column(Integer)
+    valid_until: Mapped[dt.date] = mapped_column(Date)
+    classified_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 ENTITY_MODELS = {"campaign": Campaign, "adset": Adset, "ad": Ad}
 MODEL_STATUSES = ("TRAINING", "READY", "FAILED", "DEPRECATED")
 
@@ -246,6 +273,7 @@ __all__ = [
     "Base",
     "Campaign",
     "ChangeEvent",
+    "Classification",
     "DailyInsight",
     "ENTITY_MODELS",
     "FeatureRow",

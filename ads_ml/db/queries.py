@@ -10,7 +10,15 @@ import pandas as pd
 from sqlalchemy import Engine, delete, func, literal, select
 
 from ads_ml.db.jsonsafe import to_jsonable
-from ads_ml.db.models import ENTITY_MODELS, AdAccount, DailyInsight, FeatureRow, utcnow
+from ads_ml.db.models import (
+    ENTITY_MODELS,
+    AdAccount,
+    Classification,
+    DailyInsight,
+    FeatureRow,
+    TierFeedback,
+    utcnow,
+)
 
 DAILY_COLUMNS = [
     "entity_id", "date", "impressions", "reach", "clicks", "spend", "leads", "conversions", "frequency",
@@ -27,6 +35,16 @@ class LevelInsights:
     start_date: dt.date
     daily: pd.DataFrame  # DAILY_COLUMNS plus parent_id; date as datetime64
     entities: pd.DataFrame  # entity_id, parent_id, name, status, daily_budget
+
+
+@dataclass
+class LevelFeatures:
+    """Entity features of one level of one account as of the reference date."""
+
+    account_id: str
+    entity_type: str
+    reference_date: dt.date
+    features: pd.DataFrame  # index entity_id; parent_id + FEATURE_COLUMNS
 
 
 def reference_date(engine: Engine, account_id: str) -> dt.date | None:
@@ -188,3 +206,91 @@ def _as_datetime(value) -> dt.datetime:  # noqa: ANN001
     if value.tzinfo is None:  # SQLite returns naive datetimes; we always store UTC
         value = value.replace(tzinfo=dt.timezone.utc)
     return value
+
+
+def load_feedback(engine: Engine, account_id: str, entity_type: str) -> pd.DataFrame:
+    """People's tier feedback of a level: ``entity_id, tier, feedback_date``, oldest first."""
+    query = (
+        select(TierFeedback.entity_id, TierFeedback.tier, TierFeedback.feedback_date)
+        .where(TierFeedback.account_id == account_id, TierFeedback.entity_type == entity_type)
+        .order_by(TierFeedback.created_at, TierFeedback.id)
+    )
+    with engine.connect() as conn:
+        return pd.read_sql(query, conn)
+
+
+def previous_tiers(engine: Engine, account_id: str, entity_type: str, before: dt.date) -> pd.Series:
+    """Each entity's tier of its latest classification strictly before ``before``."""
+    c = Classification
+    latest = (
+        select(c.entity_id, func.max(c.reference_date).label("reference_date"))
+        .where(c.account_id == account_id, c.entity_type == entity_type, c.reference_date < before)
+        .group_by(c.entity_id)
+        .subquery()
+    )
+    query = select(c.entity_id, c.tier).join(
+        latest, (c.entity_id == latest.c.entity_id) & (c.reference_date == latest.c.reference_date)
+    ).where(c.account_id == account_id, c.entity_type == entity_type)
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+    return pd.Series({entity: tier for entity, tier in rows}, dtype="object")
+
+
+def replace_classifications(
+    engine: Engine, account_id: str, entity_type: str, ref_date: dt.date, frame: pd.DataFrame
+) -> int:
+    """Replace the level's classifications of ``ref_date`` in one transaction.
+
+    ``frame``: index entity_id; tier, confidence, previous_tier, direction, top_features, method,
+    is_transfer, rule_tier, model_version, valid_until."""
+    now = utcnow()
+    rows = [
+        {
+            "account_id": account_id,
+            "entity_type": entity_type,
+            "entity_id": str(entity_id),
+            "reference_date": ref_date,
+            "tier": r.tier,
+            "confidence_score": None if pd.isna(r.confidence) else float(r.confidence),
+            "previous_tier": None if r.previous_tier is None or pd.isna(r.previous_tier) else r.previous_tier,
+            "tier_change_direction": r.direction,
+            "feature_importances": to_jsonable(r.top_features),
+            "method": r.method,
+            "is_transfer": bool(r.is_transfer),
+            "rule_tier": r.rule_tier,
+            "model_version": None if r.model_version is None or pd.isna(r.model_version) else int(r.model_version),
+            "valid_until": r.valid_until,
+            "classified_at": now,
+        }
+        for entity_id, r in zip(frame.index, frame.itertuples(index=False))
+    ]
+    with engine.begin() as conn:
+        conn.execute(
+            delete(Classification).where(
+                Classification.account_id == account_id,
+                Classification.entity_type == entity_type,
+                Classification.reference_date == ref_date,
+            )
+        )
+        if rows:
+            conn.execute(Classification.__table__.insert(), rows)
+    return len(rows)
+
+
+def latest_classifications(engine: Engine, account_id: str, entity_type: str) -> pd.DataFrame:
+    """The level's classifications of its latest classified reference date (index entity_id)."""
+    c = Classification
+    with engine.connect() as conn:
+        latest = conn.execute(
+            select(func.max(c.reference_date)).where(c.account_id == account_id, c.entity_type == entity_type)
+        ).scalar_one_or_none()
+        if latest is None:
+            return pd.DataFrame()
+        frame = pd.read_sql(
+            select(c.entity_id, c.reference_date, c.tier, c.confidence_score, c.previous_tier,
+                   c.tier_change_direction, c.method, c.model_version)
+            .where(c.account_id == account_id, c.entity_type == entity_type, c.reference_date == latest)
+            .order_by(c.entity_id),
+            conn,
+        )
+    return frame.set_index("entity_id")

@@ -6,17 +6,25 @@ from collections.abc import Sequence
 
 import dagster as dg
 
-from ads_ml.db.model_registry import ModelArtifact, StoredModel
+from ads_ml.db.model_registry import ModelArtifact, ModelNotFoundError, StoredModel
 from ads_ml.defs.resources import DatabaseResource, ModelStoreResource
 
 #: Definition metadata keys a model asset sets so downstream loads know what to fetch.
 MODEL_NAME_KEY = "ads_ml/model_name"
 ENTITY_TYPE_KEY = "ads_ml/entity_type"
 PER_ENTITY_KEY = "ads_ml/per_entity"
+ALLOW_MISSING_KEY = "ads_ml/allow_missing"
 
 
-def model_asset_metadata(model_name: str, entity_type: str, per_entity: bool = False) -> dict:
-    return {MODEL_NAME_KEY: model_name, ENTITY_TYPE_KEY: entity_type, PER_ENTITY_KEY: per_entity}
+def model_asset_metadata(model_name: str, entity_type: str, per_entity: bool = False, allow_missing: bool = False) -> dict:
+    """Definition metadata of a model asset. ``allow_missing``: downstream assets receive None
+    (and fall back to something else) when no READY model exists, e.g. after too little data."""
+    return {
+        MODEL_NAME_KEY: model_name,
+        ENTITY_TYPE_KEY: entity_type,
+        PER_ENTITY_KEY: per_entity,
+        ALLOW_MISSING_KEY: allow_missing,
+    }
 
 
 class ModelIOManager(dg.ConfigurableIOManager):
@@ -45,7 +53,7 @@ class ModelIOManager(dg.ConfigurableIOManager):
         else:
             context.add_output_metadata({"models_written": len(stored)})
 
-    def load_input(self, context: dg.InputContext) -> StoredModel | dict[str, StoredModel]:
+    def load_input(self, context: dg.InputContext) -> StoredModel | dict[str, StoredModel] | None:
         upstream = context.upstream_output
         metadata = (upstream.definition_metadata or {}) if upstream is not None else {}
         name = metadata.get(MODEL_NAME_KEY) or context.asset_key.path[-1]
@@ -56,4 +64,10 @@ class ModelIOManager(dg.ConfigurableIOManager):
         account_id = context.asset_partition_key
         if metadata.get(PER_ENTITY_KEY):
             return registry.load_all(account_id, name, entity_type)
-        return registry.load(account_id, name, entity_type)
+        try:
+            return registry.load(account_id, name, entity_type)
+        except ModelNotFoundError as exc:
+            if not metadata.get(ALLOW_MISSING_KEY):
+                raise
+            context.log.info(f"{exc}; continuing without it")
+            return None

@@ -29,7 +29,9 @@ Windows end at the reference date *inclusive*: "7 days" is ``(R-7, R]``. Definit
 - ``is_active`` (status ACTIVE), ``has_budget`` (a daily budget > 0 at this level).
 - ``share_of_parent_spend_7d``, ``share_of_parent_leads_7d``: the entity's part of its parent's
   7-day totals (the parent's totals are the sum over its children at this level);
-  ``cpl_vs_siblings_7d``: the entity's CPL divided by the pooled CPL of its siblings.
+  ``cpl_vs_siblings_7d``: the entity's CPL divided by the pooled CPL of its siblings;
+  ``cpl_vs_account_7d`` / ``_30d``: the entity's CPL divided by the pooled CPL of every entity of
+  the level (the account average), over 7 / 30 days.
 """
 
 from __future__ import annotations
@@ -77,6 +79,8 @@ FEATURE_COLUMNS: tuple[str, ...] = (
     "share_of_parent_spend_7d",
     "share_of_parent_leads_7d",
     "cpl_vs_siblings_7d",
+    "cpl_vs_account_7d",
+    "cpl_vs_account_30d",
 )
 
 
@@ -199,6 +203,8 @@ def compute_entity_features(
     out["share_of_parent_leads_7d"] = safe_ratio(out["leads_7d"], parent_leads)
     siblings_cpl = cpl(parent_spend - out["spend_7d"], parent_leads - out["leads_7d"])
     out["cpl_vs_siblings_7d"] = safe_ratio(out["cpl_7d"], siblings_cpl)
+    out["cpl_vs_account_7d"] = safe_ratio(out["cpl_7d"], cpl(out["spend_7d"].sum(), out["leads_7d"].sum()))
+    out["cpl_vs_account_30d"] = safe_ratio(out["cpl_30d"], cpl(agg["spend_30d"].sum(), agg["leads_30d"].sum()))
 
     out.index.name = "entity_id"
     return out[["parent_id", *FEATURE_COLUMNS]]

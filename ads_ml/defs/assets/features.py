@@ -2,9 +2,8 @@
 computed for the whole level at once and stored in ``ml_features``."""
 
 import dagster as dg
-import pandas as pd
 
-from ads_ml.db.queries import LevelInsights, replace_features
+from ads_ml.db.queries import LevelFeatures, LevelInsights, replace_features
 from ads_ml.defs.common import LEVELS, OWNERS, markdown_table
 from ads_ml.defs.partitions import ad_account_partitions
 from ads_ml.defs.resources import DatabaseResource
@@ -27,7 +26,7 @@ def build_features_asset(level: str) -> dg.AssetsDefinition:
             "denominator are missing. Written to ml_features, replacing the partition's rows."
         ),
     )
-    def _features(context: dg.AssetExecutionContext, insights: LevelInsights, database: DatabaseResource) -> pd.DataFrame:
+    def _features(context: dg.AssetExecutionContext, insights: LevelInsights, database: DatabaseResource) -> LevelFeatures:
         features = compute_entity_features(insights.daily, insights.entities, insights.reference_date)
         written = replace_features(
             database.engine(), insights.account_id, level, features, insights.reference_date
@@ -45,7 +44,7 @@ def build_features_asset(level: str) -> dg.AssetsDefinition:
                 ),
             }
         )
-        return features
+        return LevelFeatures(insights.account_id, level, insights.reference_date, features)
 
     return _features
 

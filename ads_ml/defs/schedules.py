@@ -1,0 +1,40 @@
+"""Schedules replacing Celery Beat: each tick requests one run per ad-account partition.
+
+A custom ``@schedule`` (``build_schedule_from_partitioned_job`` refuses purely dynamic partitions).
+Cron times live in ``settings.SCHEDULES``; the timezone is ``ADS_ML_SCHEDULE_TIMEZONE`` (UTC)."""
+
+import dagster as dg
+
+from ads_ml import settings
+from ads_ml.defs.jobs import classification_jobs, tier_training_job, transfer_training_job
+from ads_ml.defs.partitions import AD_ACCOUNT_PARTITIONS_NAME
+
+
+def build_account_schedule(name: str, job, description: str) -> dg.ScheduleDefinition:  # noqa: ANN001
+    @dg.schedule(
+        name=f"{name}_schedule",
+        cron_schedule=settings.SCHEDULES[name],
+        job=job,
+        execution_timezone=settings.schedule_timezone(),
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description=description,
+    )
+    def _schedule(context: dg.ScheduleEvaluationContext):
+        accounts = context.instance.get_dynamic_partitions(AD_ACCOUNT_PARTITIONS_NAME)
+        if not accounts:
+            yield dg.SkipReason("no ad-account partitions yet")
+            return
+        tick = context.scheduled_execution_time.isoformat() if context.scheduled_execution_time else "manual"
+        for account in accounts:
+            yield dg.RunRequest(run_key=f"{name}:{account}:{tick}", partition_key=account)
+
+    return _schedule
+
+
+schedules = [
+    build_account_schedule("tier_training", tier_training_job, "Retrain the tier classifiers, daily 03:00."),
+    build_account_schedule("transfer_training", transfer_training_job, "Retrain the transfer classifier, Mondays 03:00."),
+    build_account_schedule("campaign_classification", classification_jobs["campaign"], "Classify campaigns, daily 05:00."),
+    build_account_schedule("adset_classification", classification_jobs["adset"], "Classify adsets, daily 05:30."),
+    build_account_schedule("ad_classification", classification_jobs["ad"], "Classify ads, daily 06:00."),
+]

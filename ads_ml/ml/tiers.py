@@ -1,0 +1,473 @@
+"""Performance tiers: training labels, the XGBoost tier classifier, calibration and metrics.
+
+Pure code: frames in, frames / small dataclasses out. Tiers, best first: HIGH_PERFORMER, MODERATE,
+LOW, UNDERPERFORMER (and INSUFFICIENT_DATA where there is too little evidence for any).
+
+Labels, in order of precedence:
+
+1. **feedback** — a tier a person confirmed (``tier_feedback``) labels the entity's snapshot whose
+   outcome window holds the feedback date (or a snapshot at that date);
+2. **outcome** — for a feature snapshot at date ``t``, the rule tier the entity *earned over the next
+   7 days* ``(t, t+7]``: the classifier learns where an entity is heading, not where it is;
+3. **rule** — when history allows too few outcome labels, the rule tier of the snapshot's own last
+   7 days.
+
+Rule tier: CPL against the level's pooled CPL over the same window, and lead volume (thresholds in
+:mod:`ads_ml.settings`). Validation is time-based: train on snapshots whose outcome windows end
+before the first validation snapshot, validate on the most recent ones. Probabilities are
+calibrated by temperature scaling fitted on out-of-fold predictions (folds by snapshot date), so the
+confidence of a prediction is a probability one can read as such.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import minimize_scalar
+from scipy.special import log_softmax, softmax
+from sklearn.metrics import accuracy_score, f1_score
+from sklearn.model_selection import GroupKFold
+from xgboost import XGBClassifier
+
+from ads_ml import settings
+from ads_ml.ml.features import FEATURE_COLUMNS, compute_entity_features
+from ads_ml.ml.metrics import cpl
+
+TIERS = settings.TIERS
+TIER_RANK = {tier: rank for rank, tier in enumerate(reversed(TIERS))}  # UNDERPERFORMER 0 .. HIGH 3
+
+#: Scale-free features: a model trained on campaigns can read adsets and ads with them.
+TRANSFER_FEATURE_COLUMNS: tuple[str, ...] = (
+    "cpl_7d", "ctr_7d", "cpc_7d", "conversion_rate_7d",
+    "cpl_trend_7d", "leads_trend_7d", "spend_trend_7d", "ctr_trend_7d",
+    "cpl_14d", "cpl_30d", "cpl_std_7d", "frequency_7d",
+    "days_with_leads_7d", "days_active", "age_days", "is_active", "has_budget", "cpl_vs_siblings_7d",
+    "cpl_vs_account_7d", "cpl_vs_account_30d",
+)
+
+
+# --- rule tiers ----------------------------------------------------------------------------------
+
+
+def rule_tiers(spend, leads, account_cpl: float) -> np.ndarray:  # noqa: ANN001
+    """Rule tier per entity from its spend and leads over a window and the level's pooled CPL
+    over the same window. No lead after spending ≥ half an average CPL is UNDERPERFORMER; less
+    spend than that without a lead is INSUFFICIENT_DATA."""
+    spend = np.asarray(spend, dtype="float64")
+    leads = np.asarray(leads, dtype="float64")
+    entity_cpl = np.asarray(cpl(spend, leads), dtype="float64")
+    reference = account_cpl if np.isfinite(account_cpl) and account_cpl > 0 else np.nan
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = entity_cpl / reference
+    no_lead = ~(leads > 0)
+    min_spend = settings.TIER_INSUFFICIENT_SPEND_SHARE_OF_CPL * (reference if np.isfinite(reference) else 0.0)
+    conditions = [
+        no_lead & ((spend < min_spend) | ~(spend > 0)),
+        no_lead,
+        ~np.isfinite(ratio),  # leads but no account reference (cannot happen with leads > 0)
+        (ratio <= settings.TIER_HIGH_MAX_CPL_RATIO) & (leads >= settings.TIER_HIGH_MIN_LEADS),
+        ratio <= settings.TIER_MODERATE_MAX_CPL_RATIO,
+        ratio <= settings.TIER_LOW_MAX_CPL_RATIO,
+    ]
+    choices = [
+        settings.TIER_INSUFFICIENT, settings.TIER_UNDER, settings.TIER_INSUFFICIENT,
+        settings.TIER_HIGH, settings.TIER_MODERATE, settings.TIER_LOW,
+    ]
+    return np.select(conditions, choices, default=settings.TIER_UNDER)
+
+
+def rule_tiers_from_features(features: pd.DataFrame) -> np.ndarray:
+    """Rule tiers of a feature frame's own last 7 days, against the level's pooled 7-day CPL."""
+    pooled = cpl(features["spend_7d"].sum(), features["leads_7d"].sum())
+    return rule_tiers(features["spend_7d"], features["leads_7d"], pooled)
+
+
+def tier_direction(previous, current) -> np.ndarray:  # noqa: ANN001
+    """improved / declined / stable between two tiers; None when either is not one of TIERS."""
+    prev = pd.Series(previous, dtype="object").map(TIER_RANK)
+    cur = pd.Series(current, dtype="object").map(TIER_RANK)
+    out = np.where(cur > prev, "improved", np.where(cur < prev, "declined", "stable")).astype(object)
+    out[prev.isna().to_numpy() | cur.isna().to_numpy()] = None
+    return out
+
+
+# --- training data -------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainingSet:
+    X: pd.DataFrame  # feature columns
+    y: pd.Series  # tier labels
+    snapshot: pd.Series  # feature date of each sample (datetime64)
+    entity_id: pd.Series
+    label_source: pd.Series  # feedback / outcome / rule
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+def _outcome(daily: pd.DataFrame, start: pd.Timestamp, horizon: int) -> pd.DataFrame:
+    window = daily.loc[(daily["date"] > start) & (daily["date"] <= start + pd.Timedelta(days=horizon))]
+    return window.groupby("entity_id")[["spend", "leads"]].sum()
+
+
+def build_training_set(
+    daily: pd.DataFrame,
+    entities: pd.DataFrame,
+    reference_date: dt.date | pd.Timestamp,
+    feedback: pd.DataFrame | None = None,
+    *,
+    horizon: int = settings.TIER_HORIZON_DAYS,
+    max_snapshots: int = settings.TIER_MAX_SNAPSHOTS,
+    min_samples: int = settings.TIER_MIN_TRAINING_SAMPLES,
+) -> TrainingSet:
+    """Labelled feature snapshots of one level (see the module docstring for the labels).
+
+    ``feedback``: optional frame ``entity_id, tier, feedback_date`` (date may be missing)."""
+    ref = pd.Timestamp(reference_date).normalize()
+    daily = daily.assign(date=pd.to_datetime(daily["date"]).dt.normalize(), entity_id=daily["entity_id"].astype(str))
+    daily = daily.loc[daily["date"] <= ref]
+    parts: list[pd.DataFrame] = []
+    features_at: dict[pd.Timestamp, pd.DataFrame] = {}
+
+    def features(t: pd.Timestamp) -> pd.DataFrame:
+        if t not in features_at:
+            features_at[t] = compute_entity_features(daily, entities, t)
+        return features_at[t]
+
+    first_day = daily["date"].min() if len(daily) else ref
+    for k in range(max_snapshots):
+        t = ref - pd.Timedelta(days=horizon * (k + 1))
+        if t < first_day + pd.Timedelta(days=horizon - 1):
+            break
+        snap = features(t)
+        delivering = snap.loc[snap["age_days"].notna()]
+        outcome = _outcome(daily, t, horizon).reindex(delivering.index).fillna(0.0)
+        pooled = cpl(outcome["spend"].sum(), outcome["leads"].sum())
+        labels = rule_tiers(outcome["spend"], outcome["leads"], pooled)
+        parts.append(_samples(delivering, labels, t, "outcome"))
+    labelled = sum(int((p["label"] != settings.TIER_INSUFFICIENT).sum()) for p in parts)
+    if labelled < min_samples:
+        snap = features(ref)
+        delivering = snap.loc[snap["age_days"].notna()]
+        parts.append(_samples(delivering, rule_tiers_from_features(delivering), ref, "rule"))
+
+    samples = pd.concat(parts) if parts else _samples(features(ref).iloc[:0], np.array([]), ref, "rule")
+    if feedback is not None and len(feedback):
+        samples = _apply_feedback(samples, feedback, ref, horizon, features)
+    samples = samples.loc[samples["label"].isin(TIERS)].sort_values(["snapshot", "entity_id"], kind="stable")
+    samples = samples.reset_index(drop=True)
+    return TrainingSet(
+        X=samples[list(FEATURE_COLUMNS)].astype("float64"),  # every feature; a model picks its own
+        y=samples["label"],
+        snapshot=samples["snapshot"],
+        entity_id=samples["entity_id"],
+        label_source=samples["source"],
+    )
+
+
+def _samples(features: pd.DataFrame, labels: np.ndarray, t: pd.Timestamp, source: str) -> pd.DataFrame:
+    out = features.drop(columns=["parent_id"], errors="ignore").copy()
+    out["entity_id"] = out.index.astype(str)
+    out["label"] = labels
+    out["snapshot"] = t
+    out["source"] = source
+    return out.reset_index(drop=True)
+
+
+def _apply_feedback(samples: pd.DataFrame, feedback: pd.DataFrame, ref: pd.Timestamp, horizon: int, features) -> pd.DataFrame:  # noqa: ANN001
+    fb = feedback.copy()
+    fb["entity_id"] = fb["entity_id"].astype(str)
+    fb["tier"] = fb["tier"].astype(str).str.upper()
+    fb = fb.loc[fb["tier"].isin(TIERS)]
+    dates = pd.to_datetime(fb.get("feedback_date"), errors="coerce") if "feedback_date" in fb else pd.Series(pd.NaT, index=fb.index)
+    fb["date"] = dates.fillna(ref).clip(upper=ref).dt.normalize()
+    extra = []
+    for row in fb.itertuples():
+        # the sample whose outcome window (t, t+h] holds the feedback date, or the rule snapshot at t = date
+        covers = (samples["entity_id"] == row.entity_id) & (
+            ((samples["snapshot"] < row.date) & (samples["snapshot"] + pd.Timedelta(days=horizon) >= row.date))
+            | (samples["snapshot"] == row.date)
+        )
+        if covers.any():
+            samples.loc[covers, "label"] = row.tier
+            samples.loc[covers, "source"] = "feedback"
+            continue
+        snap = features(row.date)
+        if row.entity_id in snap.index:
+            extra.append(_samples(snap.loc[[row.entity_id]], np.array([row.tier]), row.date, "feedback"))
+    return pd.concat([samples, *extra], ignore_index=True) if extra else samples
+
+
+# --- the classifier ------------------------------------------------------------------------------
+
+
+class TierClassifier:
+    """XGBoost (hist) over tier classes with temperature-scaled probabilities.
+
+    ``fit(X, y, groups)``: ``groups`` (e.g. snapshot dates) define the folds of the out-of-fold
+    predictions the temperature is fitted on. Learned: ``classes_``, ``model_``, ``temperature_``,
+    ``feature_importances_`` (gain, summing to 1)."""
+
+    def __init__(self, feature_columns: tuple[str, ...] = FEATURE_COLUMNS, xgb_params: dict | None = None,
+                 random_state: int = 0):
+        self.feature_columns = tuple(feature_columns)
+        self.xgb_params = dict(settings.TIER_XGB_PARAMS if xgb_params is None else xgb_params)
+        self.random_state = random_state
+
+    def fit(self, X: pd.DataFrame, y, groups=None) -> "TierClassifier":  # noqa: ANN001
+        X = self._matrix(X)
+        labels = pd.Series(y, dtype="object").to_numpy()
+        self.classes_ = [t for t in TIERS if t in set(labels)]
+        index = {t: i for i, t in enumerate(self.classes_)}
+        encoded = np.array([index[v] for v in labels])
+        self.temperature_ = 1.0
+        if len(self.classes_) > 1 and groups is not None:
+            oof = self._out_of_fold(X, encoded, np.asarray(groups))
+            if oof is not None:
+                self.temperature_ = fit_temperature(oof, encoded)
+        self.model_ = _FittedBooster(X, encoded, len(self.classes_), self.xgb_params, self.random_state)
+        gains = self.model_.importances(len(self.feature_columns))
+        total = gains.sum()
+        self.feature_importances_ = {
+            c: float(g / total) if total > 0 else 0.0 for c, g in zip(self.feature_columns, gains)
+        }
+        return self
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        raw = self.model_.predict_proba(self._matrix(X))
+        return apply_temperature(raw, self.temperature_)
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        return np.asarray(self.classes_, dtype=object)[self.predict_proba(X).argmax(axis=1)]
+
+    def top_features(self, X: pd.DataFrame, top: int = 3) -> list[dict[str, float]]:
+        """Per row, the features pushing hardest toward the predicted tier (XGBoost SHAP values)."""
+        matrix = self._matrix(X)
+        contributions = self.model_.contributions(matrix)  # (n, classes, features)
+        predicted = self.predict_proba(X).argmax(axis=1)
+        out = []
+        for row, cls in enumerate(predicted):
+            values = contributions[row, cls]
+            order = np.argsort(-np.abs(values))[:top]
+            out.append({self.feature_columns[i]: round(float(values[i]), 4) for i in order if values[i] != 0})
+        return out
+
+    def _matrix(self, X: pd.DataFrame) -> np.ndarray:
+        missing = [c for c in self.feature_columns if c not in X.columns]
+        if missing:
+            raise ValueError(f"feature frame lacks column(s): {', '.join(missing)}")
+        return X[list(self.feature_columns)].to_numpy(dtype="float64")
+
+    def _out_of_fold(self, X: np.ndarray, y: np.ndarray, groups: np.ndarray) -> np.ndarray | None:
+        n_groups = len(np.unique(groups))
+        if n_groups < 2:
+            return None
+        oof = np.zeros((len(y), len(self.classes_)))
+        for train, test in GroupKFold(n_splits=min(3, n_groups)).split(X, y, groups):
+            fold = _FittedBooster(X[train], y[train], len(self.classes_), self.xgb_params, self.random_state)
+            oof[test] = fold.predict_proba(X[test])
+        return oof
+
+
+class _FittedBooster:
+    """An XGBClassifier on encoded classes 0..k-1 that tolerates classes missing from a fold and a
+    single class; probabilities always have k columns."""
+
+    def __init__(self, X: np.ndarray, y: np.ndarray, n_classes: int, params: dict, seed: int):
+        self.n_classes = n_classes
+        self.present = np.unique(y)
+        self.model = None
+        if len(self.present) > 1:
+            remap = {c: i for i, c in enumerate(self.present)}
+            self.model = XGBClassifier(**params, random_state=seed, n_jobs=1, verbosity=0)
+            self.model.fit(X, np.array([remap[v] for v in y]))
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        out = np.zeros((len(X), self.n_classes))
+        if self.model is None:
+            out[:, self.present[0]] = 1.0
+            return out
+        out[:, self.present] = self.model.predict_proba(X)
+        return out
+
+    def contributions(self, X: np.ndarray) -> np.ndarray:
+        n, f = X.shape
+        out = np.zeros((n, self.n_classes, f))
+        if self.model is None:
+            return out
+        import xgboost as xgb
+
+        values = self.model.get_booster().predict(xgb.DMatrix(X, missing=np.nan), pred_contribs=True)
+        if values.ndim == 2:  # binary: one margin for the second present class
+            out[:, self.present[1], :] = values[:, :f]
+            out[:, self.present[0], :] = -values[:, :f]
+        else:
+            out[:, self.present, :] = values[:, :, :f]
+        return out
+
+    def importances(self, n_features: int) -> np.ndarray:
+        if self.model is None:
+            return np.zeros(n_features)
+        scores = self.model.get_booster().get_score(importance_type="gain")
+        return np.array([scores.get(f"f{i}", 0.0) for i in range(n_features)])
+
+
+def apply_temperature(probabilities: np.ndarray, temperature: float) -> np.ndarray:
+    logits = np.log(np.clip(probabilities, 1e-12, 1.0))
+    return softmax(logits / temperature, axis=1)
+
+
+def fit_temperature(probabilities: np.ndarray, y: np.ndarray) -> float:
+    """The temperature minimising the log loss of ``probabilities`` on labels ``y``."""
+    logits = np.log(np.clip(probabilities, 1e-12, 1.0))
+
+    def nll(log_t: float) -> float:
+        scaled = log_softmax(logits / np.exp(log_t), axis=1)
+        return -float(scaled[np.arange(len(y)), y].mean())
+
+    best = minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)), method="bounded")
+    return float(np.exp(best.x))
+
+
+# --- metrics -------------------------------------------------------------------------------------
+
+
+def expected_calibration_error(probabilities: np.ndarray, y: np.ndarray, bins: int = 10) -> float:
+    """Top-label ECE: |accuracy − confidence| averaged over confidence bins, weighted by size."""
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == y
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
+    ece = 0.0
+    for b in range(bins):
+        mask = which == b
+        if mask.any():
+            ece += mask.mean() * abs(correct[mask].mean() - confidence[mask].mean())
+    return float(ece)
+
+
+def classification_metrics(probabilities: np.ndarray, classes: list[str], y_true) -> dict[str, float]:  # noqa: ANN001
+    labels = pd.Series(y_true, dtype="object").to_numpy()
+    index = {t: i for i, t in enumerate(classes)}
+    # A validation label the model never saw gets probability ~0: it counts fully against log loss.
+    encoded = np.array([index.get(v, -1) for v in labels])
+    predicted = np.asarray(classes, dtype=object)[probabilities.argmax(axis=1)]
+    p_true = np.where(encoded >= 0, probabilities[np.arange(len(labels)), np.maximum(encoded, 0)], 0.0)
+    return {
+        "accuracy": float(accuracy_score(labels, predicted)),
+        "f1_weighted": float(f1_score(labels, predicted, average="weighted", zero_division=0)),
+        "log_loss": float(-np.mean(np.log(np.clip(p_true, 1e-15, 1.0)))),
+        "ece": expected_calibration_error(probabilities, encoded),
+    }
+
+
+# --- training ------------------------------------------------------------------------------------
+
+
+@dataclass
+class TierTrainingResult:
+    status: str  # "trained" or "insufficient_data"
+    reason: str = ""
+    model: TierClassifier | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    n_samples: int = 0
+    label_sources: dict[str, int] = field(default_factory=dict)
+    tier_counts: dict[str, int] = field(default_factory=dict)
+
+
+def train_tier_classifier(
+    training: TrainingSet,
+    *,
+    feature_columns: tuple[str, ...] = FEATURE_COLUMNS,
+    min_samples: int = settings.TIER_MIN_TRAINING_SAMPLES,
+    validation_share: float = settings.TIER_VALIDATION_SHARE,
+    horizon: int = settings.TIER_HORIZON_DAYS,
+) -> TierTrainingResult:
+    """Validate on the most recent snapshots, then fit the final model on every sample."""
+    n = len(training)
+    sources = training.label_source.value_counts().to_dict()
+    counts = training.y.value_counts().to_dict()
+    if n < min_samples:
+        return TierTrainingResult(
+            status="insufficient_data",
+            reason=f"{n} labelled samples, at least {min_samples} needed",
+            n_samples=n, label_sources=sources, tier_counts=counts,
+        )
+    snapshots = np.sort(training.snapshot.unique())[::-1]
+    taken, cutoff = 0, snapshots[0]
+    for snap in snapshots:
+        taken += int((training.snapshot == snap).sum())
+        cutoff = snap
+        if taken >= validation_share * n:
+            break
+    val = (training.snapshot >= cutoff).to_numpy()
+    # purge: a training label window must end before the first validation snapshot
+    train = (training.snapshot <= cutoff - pd.Timedelta(days=horizon)).to_numpy()
+    metrics: dict[str, Any] = {"n_train": int(train.sum()), "n_validation": int(val.sum()),
+                               "validation_from": pd.Timestamp(cutoff).date().isoformat()}
+    if train.sum() >= 2 and val.sum() >= 1:
+        model = TierClassifier(feature_columns).fit(
+            training.X.loc[train], training.y.loc[train], groups=training.snapshot.loc[train].astype("int64")
+        )
+        probabilities = model.predict_proba(training.X.loc[val])
+        metrics.update(classification_metrics(probabilities, model.classes_, training.y.loc[val]))
+        rules = rule_tiers_from_features(training.X.loc[val])
+        metrics["rule_accuracy"] = float(accuracy_score(training.y.loc[val].to_numpy(), rules))
+    else:
+        metrics["validation"] = "skipped: every sample is in the most recent snapshot"
+    final = TierClassifier(feature_columns).fit(training.X, training.y, groups=training.snapshot.astype("int64"))
+    metrics["temperature"] = final.temperature_
+    return TierTrainingResult(
+        status="trained", model=final, metrics=metrics, n_samples=n, label_sources=sources, tier_counts=counts
+    )
+
+
+# --- classifying ---------------------------------------------------------------------------------
+
+
+def classify_entities(
+    features: pd.DataFrame,
+    model: TierClassifier | None,
+    transfer_model: TierClassifier | None = None,
+    *,
+    min_history_days: int = settings.TIER_MIN_HISTORY_DAYS,
+    transfer_penalty: float = settings.TRANSFER_CONFIDENCE_PENALTY,
+) -> pd.DataFrame:
+    """Tier of every entity of a feature frame (index entity_id).
+
+    Columns: ``tier``, ``confidence`` (calibrated probability; missing for rule tiers), ``method``
+    (model / transfer / rules), ``is_transfer``, ``top_features`` (dict), ``rule_tier``.
+    Entities with less than ``min_history_days`` of history use the transfer model (confidence ×
+    ``transfer_penalty``); with no usable model, the rule tier."""
+    rules = rule_tiers_from_features(features)
+    out = pd.DataFrame(index=features.index)
+    out["rule_tier"] = rules
+    out["tier"] = rules
+    out["confidence"] = np.nan
+    out["method"] = "rules"
+    out["is_transfer"] = False
+    out["top_features"] = [{} for _ in range(len(out))]
+    classifiable = rules != settings.TIER_INSUFFICIENT
+    own_history = (features["age_days"] >= min_history_days).to_numpy()
+
+    use_model = classifiable & own_history & (model is not None)
+    use_transfer = classifiable & (transfer_model is not None) & ~use_model & (~own_history | (model is None))
+    for mask, clf, method, factor in (
+        (use_model, model, "model", 1.0),
+        (use_transfer, transfer_model, "transfer", transfer_penalty),
+    ):
+        if not mask.any():
+            continue
+        rows = features.loc[mask]
+        probabilities = clf.predict_proba(rows)
+        out.loc[mask, "tier"] = np.asarray(clf.classes_, dtype=object)[probabilities.argmax(axis=1)]
+        out.loc[mask, "confidence"] = probabilities.max(axis=1) * factor
+        out.loc[mask, "method"] = method
+        out.loc[mask, "is_transfer"] = method == "transfer"
+        out.loc[mask, "top_features"] = pd.Series(clf.top_features(rows), index=rows.index)
+    return out
