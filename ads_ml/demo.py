@@ -44,6 +44,8 @@ def generate_account(
     """Generate an account of ``n_campaigns × adsets_per_campaign × ads_per_adset`` ads over
     ``days`` days ending at ``end_date`` (default: yesterday). ``churn=False`` keeps every ad
     delivering every day (no late starts or pauses), e.g. for an exact row count in benchmarks."""
+    if days < 30:
+        raise ValueError(f"days must be at least 30 (got {days}): the account needs history to analyse")
     rng = np.random.default_rng(seed)
     end = pd.Timestamp(end_date or (dt.date.today() - dt.timedelta(days=1)))
     dates = pd.date_range(end=end, periods=days, freq="D")

@@ -87,11 +87,14 @@ def rule_tiers_from_features(features: pd.DataFrame) -> np.ndarray:
 
 
 def tier_direction(previous, current) -> np.ndarray:  # noqa: ANN001
-    """improved / declined / stable between two tiers; None when either is not one of TIERS."""
-    prev = pd.Series(previous, dtype="object").map(TIER_RANK)
-    cur = pd.Series(current, dtype="object").map(TIER_RANK)
+    """improved / declined / stable between two tiers: the same tier (INSUFFICIENT_DATA included) is
+    stable; None when there is no previous tier or one side is INSUFFICIENT_DATA and the other not."""
+    previous = pd.Series(previous, dtype="object").reset_index(drop=True)
+    current = pd.Series(current, dtype="object").reset_index(drop=True)
+    prev, cur = previous.map(TIER_RANK), current.map(TIER_RANK)
     out = np.where(cur > prev, "improved", np.where(cur < prev, "declined", "stable")).astype(object)
-    out[prev.isna().to_numpy() | cur.isna().to_numpy()] = None
+    out[(prev.isna() | cur.isna()).to_numpy()] = None
+    out[(previous.notna() & (previous == current)).to_numpy()] = "stable"
     return out
 
 
