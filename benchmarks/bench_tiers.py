@@ -1,0 +1,81 @@
+"""Do predicted tiers tell where entities are heading? On generated accounts whose future is
+known: train on the data up to R = last day − 7, classify at R, and compare with the CPL each
+entity realised over the 7 days after R.
+
+Prints, per level, Spearman's rank correlation between tier (HIGH=3 … UNDER=0) and the realised
+next-7-day CPL (a lead-less entity that spent counts as the dearest) — negative is good: better
+tiers, cheaper leads — for the classifier and for the rule tier of the last 7 days, on the same
+entities, plus the accuracy of each against the tier the next 7 days earned.
+
+    .venv/bin/python -m benchmarks.bench_tiers [--seeds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+from scipy.stats import spearmanr
+
+from ads_ml.demo import generate_account
+from ads_ml.ml.features import compute_entity_features
+from ads_ml.ml.metrics import cpl
+from ads_ml.ml.tiers import TIER_RANK, build_training_set, classify_entities, rule_tiers, train_tier_classifier
+
+END = pd.Timestamp("2026-06-30")
+LEVEL_COLUMNS = {"ad": ("ad_id", "adset_id", "ad_status"), "adset": ("adset_id", "campaign_id", "adset_status")}
+
+
+def level_frames(raw: pd.DataFrame, level: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    id_col, parent_col, status_col = LEVEL_COLUMNS[level]
+    daily = raw.groupby([id_col, "date"], as_index=False)[["impressions", "reach", "clicks", "spend", "leads", "conversions"]].sum()
+    daily = daily.rename(columns={id_col: "entity_id"})
+    daily["date"] = pd.to_datetime(daily["date"])
+    entities = raw.drop_duplicates(id_col).rename(columns={id_col: "entity_id", parent_col: "parent_id", status_col: "status"})
+    return daily, entities[["entity_id", "parent_id", "status"]]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=5)
+    args = parser.parse_args()
+    ref = END - pd.Timedelta(days=7)
+    rows = []
+    for level in ("adset", "ad"):
+        for seed in range(args.seeds):
+            raw = generate_account(10, 4, 5, days=120, end_date=END.date(), seed=100 + seed).insights
+            daily, entities = level_frames(raw, level)
+            past = daily.loc[daily["date"] <= ref]
+            result = train_tier_classifier(build_training_set(past, entities, ref))
+            features = compute_entity_features(past, entities, ref)
+            classified = classify_entities(features, result.model)
+            future = daily.loc[daily["date"] > ref].groupby("entity_id")[["spend", "leads"]].sum()
+            future = future.reindex(classified.index).fillna(0.0)
+            spent = future["spend"] > 0
+            realised_cpl = pd.Series(cpl(future["spend"], future["leads"]), index=future.index).fillna(np.inf)
+            realised_tier = rule_tiers(future["spend"], future["leads"], cpl(future["spend"].sum(), future["leads"].sum()))
+            scored = spent & classified["tier"].isin(TIER_RANK) & classified["rule_tier"].isin(TIER_RANK)
+            model_rank = classified.loc[scored, "tier"].map(TIER_RANK)
+            rule_rank = classified.loc[scored, "rule_tier"].map(TIER_RANK)
+            target = realised_cpl[scored].rank()  # inf (no lead) ranks dearest
+            realised = pd.Series(realised_tier, index=future.index)[scored]
+            rows.append({
+                "level": level, "seed": seed, "entities": int(scored.sum()),
+                "rho_model": spearmanr(model_rank, target).statistic,
+                "rho_rules": spearmanr(rule_rank, target).statistic,
+                "acc_model": float((classified.loc[scored, "tier"] == realised).mean()),
+                "acc_rules": float((classified.loc[scored, "rule_tier"] == realised).mean()),
+                "val_acc": result.metrics.get("accuracy", np.nan),
+            })
+    frame = pd.DataFrame(rows)
+    print("# tiers vs the realised next-7-day CPL (Spearman; negative = better tier, cheaper leads)")
+    print(frame.round(3).to_string(index=False))
+    summary = frame.groupby("level")[["entities", "rho_model", "rho_rules", "acc_model", "acc_rules"]].mean()
+    print("\nmean over seeds:")
+    print(summary.round(3).to_string())
+
+
+if __name__ == "__main__":
+    main()
