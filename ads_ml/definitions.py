@@ -4,13 +4,14 @@ import dagster as dg
 
 from ads_ml import settings
 from ads_ml.defs.assets.features import features_assets
+from ads_ml.defs.assets.forecasting import forecasting_assets
 from ads_ml.defs.assets.insights import insights_assets
 from ads_ml.defs.assets.tiers import tier_assets
 from ads_ml.defs.checks import insights_checks
 from ads_ml.defs.io_managers import ModelIOManager
 from ads_ml.defs.jobs import all_jobs
 from ads_ml.defs.schedules import schedules
-from ads_ml.defs.resources import DatabaseResource, ModelStoreResource
+from ads_ml.defs.resources import DatabaseResource, FanoutResource, ModelStoreResource
 from ads_ml.defs.sensors import ad_account_partitions_sensor, new_insights_sensor
 
 
@@ -21,6 +22,7 @@ def build_resources() -> dict:
         "database": database,
         "model_store": model_store,
         "model_io_manager": ModelIOManager(database=database, model_store=model_store),
+        "fanout": FanoutResource(),
     }
 
 
@@ -32,7 +34,7 @@ def build_executor() -> dg.ExecutorDefinition:
 
 
 defs = dg.Definitions(
-    assets=[*insights_assets, *features_assets, *tier_assets],
+    assets=[*insights_assets, *features_assets, *tier_assets, *forecasting_assets],
     asset_checks=insights_checks,
     jobs=all_jobs,
     schedules=schedules,

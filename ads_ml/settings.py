@@ -174,4 +174,55 @@ SCHEDULES = {
     "campaign_classification": "0 5 * * *",
     "adset_classification": "30 5 * * *",
     "ad_classification": "0 6 * * *",
+    "prophet_tuning_cpl": "0 2 * * 0",
+    "prophet_tuning_leads": "30 2 * * 0",
+    "ensemble_calibration": "30 5 * * *",
+    "forecasts": "30 6 * * *",
 }
+
+# --- forecasting -----------------------------------------------------------------------------
+
+FORECAST_HORIZON_DAYS = 7
+FORECAST_METRICS = ("cpl", "leads", "spend")
+FORECAST_METHODS = ("ema", "linear", "prophet")
+#: Ensemble weights are calibrated on the last VALIDATION days: w ∝ 1 / (error + 1), where the error
+#: is MAPE in percent, or MAE where the validation actuals contain zeros (MAPE is undefined there).
+#: With history ≤ validation + 7 days, the methods get equal weights.
+ENSEMBLE_VALIDATION_DAYS = 14
+FORECAST_INTERVAL_WIDTH = 0.95
+#: Smoothing of the EMA method and the window (days) of the linear trend.
+EMA_ALPHA = 0.3
+LINEAR_TREND_DAYS = 28
+#: An entity needs this many days of history for a forecast, and this many for Prophet in it.
+FORECAST_MIN_POINTS = 7
+FORECAST_MIN_POINTS_PROPHET = 14
+#: Daily CPL is undefined on days without leads: the CPL series is the trailing 7-day CPL.
+CPL_SERIES_WINDOW_DAYS = 7
+
+# --- Prophet tuning --------------------------------------------------------------------------
+
+PROPHET_CHANGEPOINT_PRIOR_SCALES = (0.01, 0.05, 0.1)
+PROPHET_SEASONALITY_PRIOR_SCALES = (0.1, 1.0, 10.0)
+PROPHET_FALLBACK_PARAMS = (0.05, 1.0)
+PROPHET_TUNING_METRICS = ("cpl", "leads")
+PROPHET_CV_WINDOW_DAYS = 60
+PROPHET_CV_INITIAL_DAYS = 30
+PROPHET_CV_PERIOD_DAYS = 7
+PROPHET_CV_HORIZON_DAYS = 7
+PROPHET_MIN_POINTS = 30
+
+# --- fan-out ---------------------------------------------------------------------------------
+
+DASK_ADDRESS_ENV = "ADS_ML_DASK_ADDRESS"
+N_JOBS_ENV = "ADS_ML_N_JOBS"
+
+
+def dask_address() -> str | None:
+    """Scheduler address of a Dask cluster for per-entity fan-out (``ADS_ML_DASK_ADDRESS``)."""
+    return os.environ.get(DASK_ADDRESS_ENV, "").strip() or None
+
+
+def n_jobs() -> int:
+    """Local worker processes for per-entity fan-out (``ADS_ML_N_JOBS``; default -1 = all cores)."""
+    value = os.environ.get(N_JOBS_ENV, "").strip()
+    return int(value) if value else -1

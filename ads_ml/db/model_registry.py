@@ -12,10 +12,11 @@ No Dagster here: the model IO manager (``ads_ml.defs.io_managers``) is a thin wr
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,29 @@ def safe_component(value: str) -> str:
     if cleaned != text:
         cleaned = f"{cleaned}-{hashlib.sha1(text.encode()).hexdigest()[:8]}"
     return cleaned
+
+
+def write_atomically(path: Path, write: Callable[[Any], None]) -> str:
+    """Write a file through ``write(handle)`` to a temporary name beside ``path``, fsync, rename
+    into place (readers never see half a file); returns the file's SHA-256."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        checksum = file_sha256(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return checksum
+
+
+def write_json_atomically(path: Path, value: Any) -> str:
+    return write_atomically(path, lambda handle: handle.write(json.dumps(to_jsonable(value), indent=2).encode()))
 
 
 def file_sha256(path: Path) -> str:
@@ -258,20 +282,7 @@ class ModelRegistry:
 
     @staticmethod
     def _write_atomically(model: Any, path: Path) -> str:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        tmp = Path(tmp_name)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                joblib.dump(model, handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            checksum = file_sha256(tmp)
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        return checksum
+        return write_atomically(path, lambda handle: joblib.dump(model, handle))
 
     @staticmethod
     def _read_verified(stored: StoredModel) -> Any:

@@ -263,6 +263,82 @@ class Classification(Base):
     classified_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class ProphetParams(Base):
+    """Tuned Prophet hyperparameters of one entity and metric, with the CV metrics behind them."""
+
+    __tablename__ = "ml_prophet_params"
+    __table_args__ = (
+        UniqueConstraint("account_id", "entity_type", "entity_id", "metric", name="uq_ml_prophet_params_key"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    account_id: Mapped[str] = mapped_column(String(64))
+    entity_type: Mapped[str] = mapped_column(String(16))
+    entity_id: Mapped[str] = mapped_column(String(64))
+    metric: Mapped[str] = mapped_column(String(16))
+    changepoint_prior_scale: Mapped[float] = mapped_column(Float)
+    seasonality_prior_scale: Mapped[float] = mapped_column(Float)
+    cv_error: Mapped[float | None] = mapped_column(Float)
+    error_metric: Mapped[str] = mapped_column(String(8))
+    cv_metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    n_points: Mapped[int] = mapped_column(Integer)
+    n_folds: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))  # tuned / fallback
+    params_path: Mapped[str] = mapped_column(Text)
+    reference_date: Mapped[dt.date] = mapped_column(Date)
+    tuned_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class EnsembleWeight(Base):
+    """Calibrated weight of one forecasting method per account, level and metric."""
+
+    __tablename__ = "ml_ensemble_weights"
+    __table_args__ = (
+        UniqueConstraint("account_id", "entity_type", "metric", "method", name="uq_ml_ensemble_weights_key"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    account_id: Mapped[str] = mapped_column(String(64))
+    entity_type: Mapped[str] = mapped_column(String(16))
+    metric: Mapped[str] = mapped_column(String(16))
+    method: Mapped[str] = mapped_column(String(16))
+    weight: Mapped[float] = mapped_column(Float)
+    validation_error: Mapped[float | None] = mapped_column(Float)
+    error_metric: Mapped[str] = mapped_column(String(8))
+    baseline_error: Mapped[float | None] = mapped_column(Float)
+    n_entities: Mapped[int] = mapped_column(Integer)
+    reference_date: Mapped[dt.date] = mapped_column(Date)
+    calibrated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ForecastRow(Base):
+    """One day of a 7-day forecast of one entity and metric."""
+
+    __tablename__ = "ml_forecasts"
+    __table_args__ = (
+        UniqueConstraint("account_id", "entity_type", "entity_id", "metric", "forecast_date", "method",
+                         name="uq_ml_forecasts_key"),
+        Index("ix_ml_forecasts_account_level", "account_id", "entity_type"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    account_id: Mapped[str] = mapped_column(String(64))
+    entity_type: Mapped[str] = mapped_column(String(16))
+    entity_id: Mapped[str] = mapped_column(String(64))
+    metric: Mapped[str] = mapped_column(String(16))
+    forecast_date: Mapped[dt.date] = mapped_column(Date)
+    predicted_value: Mapped[float] = mapped_column(Float)
+    lower_bound: Mapped[float] = mapped_column(Float)
+    upper_bound: Mapped[float] = mapped_column(Float)
+    method: Mapped[str] = mapped_column(String(16))
+    reference_date: Mapped[dt.date] = mapped_column(Date)
+    beat_baseline: Mapped[bool | None] = mapped_column(Boolean)
+    validation_error: Mapped[float | None] = mapped_column(Float)
+    baseline_error: Mapped[float | None] = mapped_column(Float)
+    error_metric: Mapped[str | None] = mapped_column(String(8))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 ENTITY_MODELS = {"campaign": Campaign, "adset": Adset, "ad": Ad}
 MODEL_STATUSES = ("TRAINING", "READY", "FAILED", "DEPRECATED")
 
@@ -275,6 +351,9 @@ __all__ = [
     "ChangeEvent",
     "Classification",
     "DailyInsight",
+    "EnsembleWeight",
+    "ForecastRow",
+    "ProphetParams",
     "ENTITY_MODELS",
     "FeatureRow",
     "MODEL_STATUSES",

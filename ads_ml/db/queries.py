@@ -294,3 +294,47 @@ def latest_classifications(engine: Engine, account_id: str, entity_type: str) ->
             conn,
         )
     return frame.set_index("entity_id")
+
+
+def replace_rows(engine: Engine, model, where: dict, rows: list[dict]) -> int:  # noqa: ANN001
+    """Delete the rows of ``model`` matching ``where`` and insert ``rows``, in one transaction."""
+    table = model.__table__
+    with engine.begin() as conn:
+        conn.execute(delete(table).where(*[table.c[k] == v for k, v in where.items()]))
+        if rows:
+            conn.execute(table.insert(), [to_jsonable_row(r) for r in rows])
+    return len(rows)
+
+
+def to_jsonable_row(row: dict) -> dict:
+    """NumPy scalars to Python; NaN to None (JSON columns and floats alike)."""
+    out = {}
+    for key, value in row.items():
+        if isinstance(value, dict):
+            out[key] = to_jsonable(value)
+        elif isinstance(value, np.generic):
+            value = value.item()
+            out[key] = None if isinstance(value, float) and np.isnan(value) else value
+        elif isinstance(value, float) and np.isnan(value):
+            out[key] = None
+        else:
+            out[key] = value
+    return out
+
+
+def load_prophet_params(engine: Engine, account_id: str, entity_type: str) -> dict[tuple[str, str], dict]:
+    """Tuned params by (entity_id, metric)."""
+    from ads_ml.db.models import ProphetParams as P
+
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(P.entity_id, P.metric, P.changepoint_prior_scale, P.seasonality_prior_scale)
+            .where(P.account_id == account_id, P.entity_type == entity_type)
+        ).all()
+    return {
+        (r.entity_id, r.metric): {
+            "changepoint_prior_scale": r.changepoint_prior_scale,
+            "seasonality_prior_scale": r.seasonality_prior_scale,
+        }
+        for r in rows
+    }

@@ -6,11 +6,14 @@ from ads_ml.defs.common import LEVELS
 
 INSIGHTS_KEYS = [dg.AssetKey(f"{level}_insights") for level in LEVELS]
 
-#: Everything computed from an account's insights: run when new insights arrive.
+PROPHET_PARAMS_KEYS = [dg.AssetKey(f"{level}_prophet_params") for level in LEVELS]
+
+#: Everything computed from an account's insights: run when new insights arrive. Prophet tuning,
+#: the heaviest work by far, stays on its weekly schedule (forecasts use the stored params).
 account_refresh_job = dg.define_asset_job(
     name="account_refresh",
-    selection=dg.AssetSelection.assets(*INSIGHTS_KEYS).downstream(),
-    description="Insights, features and everything downstream of them, for one ad account.",
+    selection=dg.AssetSelection.assets(*INSIGHTS_KEYS).downstream() - dg.AssetSelection.assets(*PROPHET_PARAMS_KEYS),
+    description="Insights, features and everything downstream of them (but Prophet tuning), for one ad account.",
 )
 
 tier_training_job = dg.define_asset_job(
@@ -35,4 +38,26 @@ def classification_job(level: str):  # noqa: ANN201
 
 
 classification_jobs = {level: classification_job(level) for level in LEVELS}
-all_jobs = [account_refresh_job, tier_training_job, transfer_training_job, *classification_jobs.values()]
+
+prophet_tuning_job = dg.define_asset_job(
+    name="prophet_tuning",
+    selection=dg.AssetSelection.assets(*PROPHET_PARAMS_KEYS),
+    description="Tune Prophet per entity (run config chooses the metrics: cpl, leads).",
+)
+
+ensemble_calibration_job = dg.define_asset_job(
+    name="ensemble_calibration",
+    selection=dg.AssetSelection.assets(*[f"{level}_ensemble_weights" for level in LEVELS]),
+    description="Recalibrate the forecast ensemble weights of every level.",
+)
+
+forecast_job = dg.define_asset_job(
+    name="forecasts",
+    selection=dg.AssetSelection.assets(*[f"{level}_forecasts" for level in LEVELS]),
+    description="7-day forecasts of every level with the calibrated weights.",
+)
+
+all_jobs = [
+    account_refresh_job, tier_training_job, transfer_training_job, *classification_jobs.values(),
+    prophet_tuning_job, ensemble_calibration_job, forecast_job,
+]

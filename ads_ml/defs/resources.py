@@ -46,3 +46,24 @@ class ModelStoreResource(dg.ConfigurableResource):
 
     def registry(self, database: DatabaseResource) -> ModelRegistry:
         return ModelRegistry(database.engine(), self.resolved_dir(database.resolved_url()))
+
+
+class FanoutResource(dg.ConfigurableResource):
+    """Where per-entity work runs: local processes (joblib) or a Dask cluster."""
+
+    n_jobs: int | None = Field(default=None, description="Local processes; unset means ADS_ML_N_JOBS or all cores.")
+    dask_address: str | None = Field(
+        default=None, description="Dask scheduler address; unset means ADS_ML_DASK_ADDRESS (none: local)."
+    )
+
+    def run(self, fn, items, *, label: str, log=None):  # noqa: ANN001, ANN201
+        from ads_ml.ml.fanout import fan_out
+
+        return fan_out(
+            fn,
+            items,
+            n_jobs=self.n_jobs if self.n_jobs is not None else settings.n_jobs(),
+            dask_address=self.dask_address or settings.dask_address(),
+            progress=log.info if log is not None else None,
+            label=label,
+        )

@@ -6,11 +6,23 @@ Cron times live in ``settings.SCHEDULES``; the timezone is ``ADS_ML_SCHEDULE_TIM
 import dagster as dg
 
 from ads_ml import settings
-from ads_ml.defs.jobs import classification_jobs, tier_training_job, transfer_training_job
+from ads_ml.defs.common import LEVELS
+from ads_ml.defs.jobs import (
+    classification_jobs,
+    ensemble_calibration_job,
+    forecast_job,
+    prophet_tuning_job,
+    tier_training_job,
+    transfer_training_job,
+)
+
+
+def tuning_config(metric: str) -> dict:
+    return {"ops": {f"{level}_prophet_params": {"config": {"metrics": [metric]}} for level in LEVELS}}
 from ads_ml.defs.partitions import AD_ACCOUNT_PARTITIONS_NAME
 
 
-def build_account_schedule(name: str, job, description: str) -> dg.ScheduleDefinition:  # noqa: ANN001
+def build_account_schedule(name: str, job, description: str, run_config: dict | None = None) -> dg.ScheduleDefinition:  # noqa: ANN001
     @dg.schedule(
         name=f"{name}_schedule",
         cron_schedule=settings.SCHEDULES[name],
@@ -26,7 +38,7 @@ def build_account_schedule(name: str, job, description: str) -> dg.ScheduleDefin
             return
         tick = context.scheduled_execution_time.isoformat() if context.scheduled_execution_time else "manual"
         for account in accounts:
-            yield dg.RunRequest(run_key=f"{name}:{account}:{tick}", partition_key=account)
+            yield dg.RunRequest(run_key=f"{name}:{account}:{tick}", partition_key=account, run_config=run_config or {})
 
     return _schedule
 
@@ -37,4 +49,10 @@ schedules = [
     build_account_schedule("campaign_classification", classification_jobs["campaign"], "Classify campaigns, daily 05:00."),
     build_account_schedule("adset_classification", classification_jobs["adset"], "Classify adsets, daily 05:30."),
     build_account_schedule("ad_classification", classification_jobs["ad"], "Classify ads, daily 06:00."),
+    build_account_schedule("prophet_tuning_cpl", prophet_tuning_job, "Tune Prophet for CPL, Sundays 02:00.",
+                           tuning_config("cpl")),
+    build_account_schedule("prophet_tuning_leads", prophet_tuning_job, "Tune Prophet for leads, Sundays 02:30.",
+                           tuning_config("leads")),
+    build_account_schedule("ensemble_calibration", ensemble_calibration_job, "Calibrate ensemble weights, daily 05:30."),
+    build_account_schedule("forecasts", forecast_job, "7-day forecasts, daily 06:30 (after calibration)."),
 ]
