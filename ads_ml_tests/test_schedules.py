@@ -16,6 +16,10 @@ EXPECTED = {
     "campaign_classification_schedule": ("0 5 * * *", "campaign_classification"),
     "adset_classification_schedule": ("30 5 * * *", "adset_classification"),
     "ad_classification_schedule": ("0 6 * * *", "ad_classification"),
+    "prophet_tuning_cpl_schedule": ("0 2 * * 0", "prophet_tuning"),
+    "prophet_tuning_leads_schedule": ("30 2 * * 0", "prophet_tuning"),
+    "ensemble_calibration_schedule": ("30 5 * * *", "ensemble_calibration"),
+    "forecasts_schedule": ("30 6 * * *", "forecasts"),
 }
 
 
@@ -38,6 +42,11 @@ def test_schedule_requests_one_run_per_account(name, backend, dagster_instance):
     result = schedule.evaluate_tick(context)
     assert sorted(r.partition_key for r in result.run_requests) == ["act_a", "act_b", "act_c"]
     assert len({r.run_key for r in result.run_requests}) == 3
+    if name.startswith("prophet_tuning"):
+        metric = name.split("_")[2]
+        for request in result.run_requests:
+            assert {op["config"]["metrics"][0] for op in request.run_config["ops"].values()} == {metric}
+            assert set(request.run_config["ops"]) == {"campaign_prophet_params", "adset_prophet_params", "ad_prophet_params"}
     # the job's selection resolves against the asset graph (no missing assets)
     assert defs.resolve_job_def(job).asset_layer is not None
 

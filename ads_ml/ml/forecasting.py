@@ -6,9 +6,9 @@ ensemble, and a seasonal-naive baseline. Pure code: series in, small frames out.
   and missing while those 7 days have no lead.
 - Every method returns a :class:`Forecast` (value, 95 % interval) clipped at zero.
 - Validation: fit on the series without its last ``ENSEMBLE_VALIDATION_DAYS`` days, forecast them,
-  score with MAPE in percent or — when an actual is zero — MAE (:func:`error_metric_for`). Prophet's
-  validation forecast uses :class:`~ads_ml.ml.prophet_fast.FastProphet` (the same point forecast,
-  in-process); the forecast itself uses Prophet.
+  score with MAPE in percent or — when an actual is zero — MAE (:func:`error_metric_for`).
+- Prophet runs in-process (:class:`~ads_ml.ml.prophet_fast.FastProphet`: Prophet's model and
+  optimiser path, the same forecast without a CmdStan process per fit).
 - Ensemble: ``w ∝ 1 / (error + 1)``, weights summing to 1; equal when the history is at most
   validation + 7 days.
 """
@@ -82,7 +82,7 @@ def forecast_ema(series: pd.Series, horizon: int, alpha: float = settings.EMA_AL
 
 def forecast_linear(series: pd.Series, horizon: int, window: int = settings.LINEAR_TREND_DAYS) -> Forecast:
     """Least-squares line over the last ``window`` days, extended; prediction interval of OLS."""
-    recent = series.iloc[-window:].dropna()
+    recent = series.dropna().iloc[-window:]
     x = (recent.index - series.index.max()).days.to_numpy(dtype="float64")
     y = recent.to_numpy()
     future_x = np.arange(1, horizon + 1, dtype="float64")
@@ -102,7 +102,7 @@ def forecast_linear(series: pd.Series, horizon: int, window: int = settings.LINE
 
 def forecast_seasonal_naive(series: pd.Series, horizon: int) -> Forecast:
     """The value of the same weekday a week earlier (the last known value where that is missing)."""
-    filled = series.ffill()
+    filled = series.ffill().bfill()
     last_week = filled.iloc[-7:].to_numpy() if len(filled) >= 7 else np.resize(filled.to_numpy(), 7)
     value = np.array([last_week[h % 7] for h in range(horizon)], dtype="float64")
     diffs = (filled - filled.shift(7)).dropna()
@@ -110,23 +110,30 @@ def forecast_seasonal_naive(series: pd.Series, horizon: int) -> Forecast:
     return Forecast(_future(series, horizon), value, value - Z * sigma, value + Z * sigma).clipped()
 
 
-def forecast_prophet(series: pd.Series, horizon: int, params: dict | None = None, *, fast: bool = False) -> Forecast:
-    """Prophet with the entity's tuned params (Prophet's defaults without). ``fast=True`` gives
-    the point forecast from FastProphet (used for validation), with a residual-based interval."""
+def forecast_prophet(series: pd.Series, horizon: int, params: dict | None = None, *,
+                     engine: str = "inprocess", interval: bool = True) -> Forecast:
+    """Prophet with the entity's tuned params (Prophet's defaults without), 95 % interval.
+
+    ``engine="inprocess"`` (default) fits with :class:`FastProphet` — Prophet's model, initial
+    values and optimiser path, so the same yhat — and simulates Prophet's interval (trend
+    changepoints + noise); ``engine="prophet"`` runs the prophet package itself (a CmdStan process
+    per fit). ``interval=False`` skips the simulation (validation needs the point forecast only)."""
     params = params or {}
     cps = params.get("changepoint_prior_scale", 0.05)
     sps = params.get("seasonality_prior_scale", 10.0)
     clean = series.dropna()
     future = _future(series, horizon)
-    if fast:
+    if engine == "inprocess":
         model = FastProphet(cps, sps).fit(clean.index, clean.to_numpy())
         value = model.predict(future)
-        spread = Z * model.sigma_ * model.y_scale_
-        return Forecast(future, value, value - spread, value + spread).clipped()
+        if not interval:
+            return Forecast(future, value, value.copy(), value.copy()).clipped()
+        lower, upper = model.predict_interval(future, settings.FORECAST_INTERVAL_WIDTH, samples=300)
+        return Forecast(future, value, lower, upper).clipped()
+    for name in ("cmdstanpy", "prophet", "prophet.plot"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     from prophet import Prophet
 
-    for name in ("cmdstanpy", "prophet"):
-        logging.getLogger(name).setLevel(logging.ERROR)
     model = Prophet(changepoint_prior_scale=cps, seasonality_prior_scale=sps,
                     interval_width=settings.FORECAST_INTERVAL_WIDTH, uncertainty_samples=300)
     model.fit(pd.DataFrame({"ds": clean.index, "y": clean.to_numpy()}))
@@ -164,14 +171,14 @@ def equal_weights(methods) -> dict[str, float]:  # noqa: ANN001
 
 
 def method_forecasts(series: pd.Series, horizon: int, prophet_params: dict | None = None,
-                     *, fast_prophet: bool = False) -> dict[str, Forecast]:
+                     *, intervals: bool = True) -> dict[str, Forecast]:
     """Every method that the series' length allows (Prophet from FORECAST_MIN_POINTS_PROPHET points)."""
     out = {
         "ema": forecast_ema(series, horizon),
         "linear": forecast_linear(series, horizon),
     }
     if series.notna().sum() >= settings.FORECAST_MIN_POINTS_PROPHET:
-        out["prophet"] = forecast_prophet(series, horizon, prophet_params, fast=fast_prophet)
+        out["prophet"] = forecast_prophet(series, horizon, prophet_params, interval=intervals)
     out[BASELINE] = forecast_seasonal_naive(series, horizon)
     return out
 
@@ -187,7 +194,7 @@ def validation_forecasts(series: pd.Series, prophet_params: dict | None = None,
     train, test = series.iloc[:-validation_days], series.iloc[-validation_days:]
     if train.notna().sum() < settings.FORECAST_MIN_POINTS or test.notna().sum() == 0:
         return None
-    forecasts = method_forecasts(train, validation_days, prophet_params, fast_prophet=True)
+    forecasts = method_forecasts(train, validation_days, prophet_params, intervals=False)
     mask = test.notna().to_numpy()
     return test.to_numpy()[mask], {m: f.value[mask] for m, f in forecasts.items()}
 
@@ -224,10 +231,15 @@ def forecast_task(payload: dict) -> dict[str, dict[str, Forecast]]:
     are left out)."""
     out = {}
     for metric, (series, params, weights) in payload.items():
-        if series.notna().sum() < settings.FORECAST_MIN_POINTS:
-            continue
+        if series.notna().sum() < settings.FORECAST_MIN_POINTS or np.isnan(series.iloc[-1]):
+            continue  # too little history, or (trailing CPL) no lead in the last 7 days: nothing to extend
         horizon = settings.FORECAST_HORIZON_DAYS
-        forecasts = method_forecasts(series, horizon, params)
+        forecasts = {
+            m: f for m, f in method_forecasts(series, horizon, params).items()
+            if np.isfinite(f.value).all() and np.isfinite(f.lower).all() and np.isfinite(f.upper).all()
+        }
+        if BASELINE not in forecasts or len(forecasts) < 2:
+            continue
         history_days = len(series)
         if history_days <= settings.ENSEMBLE_VALIDATION_DAYS + 7:
             weights = equal_weights(settings.FORECAST_METHODS)

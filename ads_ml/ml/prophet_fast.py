@@ -194,6 +194,10 @@ class FastProphet:
     def __init__(self, changepoint_prior_scale: float = 0.05, seasonality_prior_scale: float = 10.0):
         self.changepoint_prior_scale = float(changepoint_prior_scale)
         self.seasonality_prior_scale = float(seasonality_prior_scale)
+        if not (self.changepoint_prior_scale > 0 and self.seasonality_prior_scale > 0):
+            raise ValueError(
+                f"prior scales must be positive, got ({changepoint_prior_scale}, {seasonality_prior_scale})"
+            )
 
     def fit(self, ds, y, init: np.ndarray | None = None) -> "FastProphet":  # noqa: ANN001
         ds = pd.to_datetime(pd.Series(ds)).reset_index(drop=True)
@@ -287,6 +291,32 @@ class FastProphet:
         trend = (self.k_ + A @ self.delta_) * t + (self.m_ + A @ (-self.t_change_ * self.delta_))
         seasonal = self._seasonal(ds) @ self.beta_ if len(self.beta_) else 0.0
         return (trend + seasonal) * self.y_scale_
+
+    def predict_interval(self, ds, width: float = 0.95, samples: int = 1000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
+        """Prophet's uncertainty interval: trend paths with new changepoints drawn as a Poisson
+        process (rate = changepoints per unit of scaled time, Laplace jumps of the fitted mean
+        |delta|) plus observation noise sigma, quantiles of the simulated values."""
+        ds = pd.to_datetime(pd.Series(ds)).reset_index(drop=True)
+        rng = np.random.default_rng(seed)
+        t = self._t(ds)
+        seasonal = self._seasonal(ds) @ self.beta_ if len(self.beta_) else np.zeros(len(t))
+        T = t.max()
+        S = len(self.t_change_)
+        scale = np.mean(np.abs(self.delta_)) + 1e-8
+        A = (t[:, None] >= self.t_change_[None, :]).astype("float64")
+        base = (self.k_ + A @ self.delta_) * t + (self.m_ + A @ (-self.t_change_ * self.delta_))
+        # New changepoints after the history (t > 1): each adds delta·(t − cp) from cp on.
+        n_changes = rng.poisson(S * (T - 1), samples) if T > 1 else np.zeros(samples, dtype=int)
+        width_n = max(int(n_changes.max()), 1)
+        new_t = 1 + rng.random((samples, width_n)) * max(T - 1, 0.0)
+        new_delta = rng.laplace(0, scale, (samples, width_n))
+        new_delta[np.arange(width_n)[None, :] >= n_changes[:, None]] = 0.0
+        after = np.clip(t[None, None, :] - new_t[:, :, None], 0.0, None)  # samples × changes × days
+        trend = base[None, :] + np.einsum("sc,scd->sd", new_delta, after)
+        paths = (trend + seasonal[None, :] + rng.normal(0, self.sigma_, (samples, len(t)))) * self.y_scale_
+        lower = np.quantile(paths, (1 - width) / 2, axis=0)
+        upper = np.quantile(paths, (1 + width) / 2, axis=0)
+        return lower, upper
 
     def _t(self, ds: pd.Series) -> np.ndarray:
         seconds = (ds - self.start_).dt.total_seconds().to_numpy()
