@@ -86,8 +86,7 @@ def test_tuning_weights_and_forecasts(dagster_instance, engine, account):
 def test_tuning_one_metric_keeps_the_other(dagster_instance, engine, account):
     materialize_account("act_fc", ["campaign_insights", "campaign_prophet_params"], instance=dagster_instance)
     both = count(engine, "ml_prophet_params")
-    job = dg.materialize  # noqa: F841 - the run config path of the weekly schedules:
-    from ads_ml.definitions import defs
+    from ads_ml.definitions import defs  # the run config the weekly schedules send
 
     result = defs.resolve_job_def("prophet_tuning").execute_in_process(
         instance=dagster_instance, partition_key="act_fc",
