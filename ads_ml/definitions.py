@@ -4,6 +4,7 @@ import dagster as dg
 
 from ads_ml import settings
 from ads_ml.defs.assets.features import features_assets
+from ads_ml.defs.assets.anomalies import anomalies_assets
 from ads_ml.defs.assets.forecasting import forecasting_assets
 from ads_ml.defs.assets.insights import insights_assets
 from ads_ml.defs.assets.tiers import tier_assets
@@ -34,7 +35,7 @@ def build_executor() -> dg.ExecutorDefinition:
 
 
 defs = dg.Definitions(
-    assets=[*insights_assets, *features_assets, *tier_assets, *forecasting_assets],
+    assets=[*insights_assets, *features_assets, *tier_assets, *forecasting_assets, *anomalies_assets],
     asset_checks=insights_checks,
     jobs=all_jobs,
     schedules=schedules,

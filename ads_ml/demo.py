@@ -40,6 +40,7 @@ def generate_account(
     end_date: dt.date | None = None,
     seed: int = 7,
     churn: bool = True,
+    inject_anomalies: bool = True,
 ) -> DemoAccount:
     """Generate an account of ``n_campaigns × adsets_per_campaign × ads_per_adset`` ads over
     ``days`` days ending at ``end_date`` (default: yesterday). ``churn=False`` keeps every ad
@@ -119,9 +120,12 @@ def generate_account(
 
     # Injected anomalies on the last days.
     anomalies = []
+    # On ads with enough volume that a single day can tell (a 1-lead-a-day ad without a lead today
+    # is nothing unusual): the busiest third of the ads delivering on the last day.
     live_last = np.flatnonzero(alive[:, -1] & (start < days - 30))
-    if len(live_last) >= 3:
-        spike, broken, collapse = rng.choice(live_last, size=3, replace=False)
+    busiest = live_last[np.argsort(-leads[live_last, -15:-1].sum(axis=1))][: max(3, len(live_last) // 3)]
+    if inject_anomalies and len(busiest) >= 3:
+        spike, broken, collapse = rng.choice(busiest, size=3, replace=False)
         impressions[spike, -1] *= 5
         clicks[spike, -1] *= 5
         leads[spike, -1] *= 2

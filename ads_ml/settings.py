@@ -178,6 +178,10 @@ SCHEDULES = {
     "prophet_tuning_leads": "30 2 * * 0",
     "ensemble_calibration": "30 5 * * *",
     "forecasts": "30 6 * * *",
+    "anomaly_training": "0 1 * * *",
+    "campaign_anomaly_detection": "0 * * * *",
+    "adset_anomaly_detection": "30 * * * *",
+    "ad_anomaly_detection": "0 */2 * * *",
 }
 
 # --- forecasting -----------------------------------------------------------------------------
@@ -226,3 +230,33 @@ def n_jobs() -> int:
     """Local worker processes for per-entity fan-out (``ADS_ML_N_JOBS``; default -1 = all cores)."""
     value = os.environ.get(N_JOBS_ENV, "").strip()
     return int(value) if value else -1
+
+# --- anomalies -------------------------------------------------------------------------------
+
+#: Isolation Forest per entity: daily features over the last ANOMALY_HISTORY_DAYS days (at least
+#: ANOMALY_MIN_SAMPLES days), contamination and number of trees as the users know them.
+ANOMALY_HISTORY_DAYS = 60
+ANOMALY_MIN_SAMPLES = 14
+ANOMALY_CONTAMINATION = 0.05
+ANOMALY_N_ESTIMATORS = 100
+ANOMALY_FEATURES = ("spend", "cpl", "ctr", "frequency", "leads")
+#: CTR is only checked for entities with at least this many clicks a day.
+ANOMALY_MIN_CLICKS_FOR_CTR = 5
+#: The level and spread a day is compared with come from this many recent days of the history.
+ANOMALY_BASELINE_DAYS = 21
+#: Days (ending at the reference date) analysed by each detection run.
+ANOMALY_DAYS_TO_ANALYZE = 1
+#: Robust z-score (median / MAD of the weekday-adjusted history) above which a value is anomalous;
+#: a lower bar applies when the entity's Isolation Forest also finds the day anomalous.
+ANOMALY_Z_THRESHOLD = 4.0
+ANOMALY_Z_THRESHOLD_WITH_MODEL = 3.5
+#: Severity by |z|: low from the threshold, then medium, high, critical from these.
+ANOMALY_SEVERITY_Z = {"medium": 6.0, "high": 9.0, "critical": 14.0}
+#: Smallest spread (as a share of the typical value) a metric's z-score divides by, so a very
+#: steady history does not turn every small wobble into an alarm. Leads and CPL are judged by
+#: Poisson tail probabilities of the lead count instead.
+ANOMALY_MIN_RELATIVE_SPREAD = {"spend": 0.15, "ctr": 0.10, "frequency": 0.05}
+#: Structural checks: spend above this multiple of the daily budget; a lead-less day is a broken
+#: form / pixel when the history makes zero leads less likely than this.
+ANOMALY_BUDGET_OVERSPEND = 1.5
+ANOMALY_ZERO_LEADS_PROBABILITY = 0.01

@@ -124,9 +124,10 @@ def file_sha256(path: Path) -> str:
 
 
 class ModelRegistry:
-    def __init__(self, engine: Engine, models_dir: str | Path):
+    def __init__(self, engine: Engine, models_dir: str | Path, keep_versions: int = 2):
         self.engine = engine
         self.models_dir = Path(models_dir).expanduser().resolve()
+        self.keep_versions = keep_versions  # files kept per model: the READY one and the one before
 
     # --- writing ---------------------------------------------------------------------------
 
@@ -185,7 +186,25 @@ class ModelRegistry:
             for _a, _v, path, _c in written:
                 path.unlink(missing_ok=True)
             raise
+        self._prune_files(account_id, {(a.name, a.entity_type) for a, _v, _p, _c in written})
         return self._rows_for(account_id, [(a.name, a.entity_type, a.entity_id, v) for a, v, _p, _c in written])
+
+    def _prune_files(self, account_id: str, keys: set[tuple[str, str]]) -> None:
+        """Delete the files of DEPRECATED versions older than the previous one (the rows stay, as
+        history); per-entity models are written daily by the thousand."""
+        table = TrainedModel.__table__
+        for name, entity_type in keys:
+            with self.engine.connect() as conn:
+                rows = conn.execute(
+                    select(table.c.entity_id, table.c.version, table.c.path, table.c.status)
+                    .where(table.c.account_id == account_id, table.c.name == name, table.c.entity_type == entity_type)
+                ).all()
+            newest: dict[str, int] = {}
+            for row in rows:
+                newest[row.entity_id] = max(newest.get(row.entity_id, 0), row.version)
+            for row in rows:
+                if row.status == "DEPRECATED" and row.version < newest[row.entity_id] - (self.keep_versions - 1) and row.path:
+                    Path(row.path).unlink(missing_ok=True)
 
     def record_failure(self, account_id: str, name: str, model_type: str, entity_type: str,
                        entity_id: str, error: str) -> None:

@@ -339,12 +339,38 @@ class ForecastRow(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class Anomaly(Base):
+    """An anomalous day of one entity's metric."""
+
+    __tablename__ = "ml_anomalies"
+    __table_args__ = (
+        UniqueConstraint("account_id", "entity_type", "entity_id", "metric", "anomaly_date", name="uq_ml_anomalies_key"),
+        Index("ix_ml_anomalies_account_level_date", "account_id", "entity_type", "anomaly_date"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    account_id: Mapped[str] = mapped_column(String(64))
+    entity_type: Mapped[str] = mapped_column(String(16))
+    entity_id: Mapped[str] = mapped_column(String(64))
+    metric: Mapped[str] = mapped_column(String(16))
+    anomaly_date: Mapped[dt.date] = mapped_column(Date)
+    observed_value: Mapped[float] = mapped_column(Float)
+    expected_value: Mapped[float | None] = mapped_column(Float)
+    deviation_score: Mapped[float] = mapped_column(Float)
+    direction: Mapped[str] = mapped_column(String(8))
+    severity: Mapped[str] = mapped_column(String(16))
+    method: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    detected_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 ENTITY_MODELS = {"campaign": Campaign, "adset": Adset, "ad": Ad}
 MODEL_STATUSES = ("TRAINING", "READY", "FAILED", "DEPRECATED")
 
 __all__ = [
     "AdAccount",
     "Ad",
+    "Anomaly",
     "Adset",
     "Base",
     "Campaign",

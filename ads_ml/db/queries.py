@@ -338,3 +338,19 @@ def load_prophet_params(engine: Engine, account_id: str, entity_type: str) -> di
         }
         for r in rows
     }
+
+
+def replace_anomalies(engine: Engine, account_id: str, entity_type: str, first_day: dt.date, last_day: dt.date,
+                      rows: list[dict]) -> int:
+    """Replace the level's anomalies dated ``first_day``..``last_day`` in one transaction."""
+    from ads_ml.db.models import Anomaly
+
+    table = Anomaly.__table__
+    with engine.begin() as conn:
+        conn.execute(delete(table).where(
+            table.c.account_id == account_id, table.c.entity_type == entity_type,
+            table.c.anomaly_date >= first_day, table.c.anomaly_date <= last_day,
+        ))
+        if rows:
+            conn.execute(table.insert(), [to_jsonable_row(r) for r in rows])
+    return len(rows)

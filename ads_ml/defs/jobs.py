@@ -57,7 +57,25 @@ forecast_job = dg.define_asset_job(
     description="7-day forecasts of every level with the calibrated weights.",
 )
 
+anomaly_training_job = dg.define_asset_job(
+    name="anomaly_training",
+    selection=dg.AssetSelection.assets(*[f"{level}_isolation_forest_models" for level in LEVELS]),
+    description="Retrain the per-entity Isolation Forests of every level.",
+)
+
+
+def anomaly_detection_job(level: str):  # noqa: ANN201
+    return dg.define_asset_job(
+        name=f"{level}_anomaly_detection",
+        selection=dg.AssetSelection.assets(f"{level}_insights", f"{level}_anomalies"),
+        description=f"Refresh the {level} insights and check every {level} for anomalies.",
+    )
+
+
+anomaly_detection_jobs = {level: anomaly_detection_job(level) for level in LEVELS}
+
 all_jobs = [
     account_refresh_job, tier_training_job, transfer_training_job, *classification_jobs.values(),
     prophet_tuning_job, ensemble_calibration_job, forecast_job,
+    anomaly_training_job, *anomaly_detection_jobs.values(),
 ]

@@ -8,6 +8,8 @@ import dagster as dg
 from ads_ml import settings
 from ads_ml.defs.common import LEVELS
 from ads_ml.defs.jobs import (
+    anomaly_detection_jobs,
+    anomaly_training_job,
     classification_jobs,
     ensemble_calibration_job,
     forecast_job,
@@ -55,4 +57,8 @@ schedules = [
                            tuning_config("leads")),
     build_account_schedule("ensemble_calibration", ensemble_calibration_job, "Calibrate ensemble weights, daily 05:30."),
     build_account_schedule("forecasts", forecast_job, "7-day forecasts, daily 06:30 (after calibration)."),
+    build_account_schedule("anomaly_training", anomaly_training_job, "Retrain the Isolation Forests, daily 01:00."),
+    build_account_schedule("campaign_anomaly_detection", anomaly_detection_jobs["campaign"], "Campaign anomalies, hourly."),
+    build_account_schedule("adset_anomaly_detection", anomaly_detection_jobs["adset"], "Adset anomalies, hourly at :30."),
+    build_account_schedule("ad_anomaly_detection", anomaly_detection_jobs["ad"], "Ad anomalies, every 2 hours."),
 ]

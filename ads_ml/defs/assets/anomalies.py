@@ -1,0 +1,154 @@
+"""Anomalies: ``{level}_isolation_forest_models`` (one Isolation Forest per entity, through the
+model IO manager) and ``{level}_anomalies`` (into ml_anomalies for the analysed days)."""
+
+import dagster as dg
+import pandas as pd
+from pydantic import Field
+
+from ads_ml import settings
+from ads_ml.db.model_registry import ModelArtifact, StoredModel
+from ads_ml.db.queries import LevelInsights, replace_anomalies
+from ads_ml.defs.common import LEVELS, OWNERS, markdown_table
+from ads_ml.defs.io_managers import model_asset_metadata
+from ads_ml.defs.partitions import ad_account_partitions
+from ads_ml.defs.resources import DatabaseResource, FanoutResource
+from ads_ml.ml.anomalies import ANOMALY_COLUMNS, daily_metrics, detect_task, fit_task, history_window
+
+MODEL_NAME = "isolation_forest"
+MODEL_TYPE = "sklearn.ensemble.IsolationForest"
+
+
+class DetectionConfig(dg.Config):
+    days_to_analyze: int = Field(default=settings.ANOMALY_DAYS_TO_ANALYZE, ge=1, le=60,
+                                 description="Days, ending at the reference date, checked by this run.")
+
+
+def _metrics_by_entity(insights: LevelInsights) -> dict[str, pd.DataFrame]:
+    metrics = daily_metrics(insights.daily)
+    return {str(e): rows.reset_index(drop=True) for e, rows in metrics.groupby("entity_id", sort=True)}
+
+
+def build_models_asset(level: str) -> dg.AssetsDefinition:
+    @dg.asset(
+        name=f"{level}_isolation_forest_models",
+        ins={"insights": dg.AssetIn(f"{level}_insights")},
+        partitions_def=ad_account_partitions,
+        io_manager_key="model_io_manager",
+        metadata=model_asset_metadata(MODEL_NAME, level, per_entity=True),
+        group_name="anomalies",
+        kinds={"scikitlearn"},
+        owners=OWNERS,
+        description=(
+            f"One Isolation Forest per {level} on its daily spend, CPL, CTR, frequency and leads over the "
+            "last 60 days (≥ 14 days, contamination 0.05, 100 trees); a model file and an "
+            "ml_trained_models row each."
+        ),
+    )
+    def _models(context: dg.AssetExecutionContext, insights: LevelInsights, fanout: FanoutResource) -> list:
+        ref = pd.Timestamp(insights.reference_date)
+        items = []
+        too_short = 0
+        for entity, rows in _metrics_by_entity(insights).items():
+            history = rows.loc[rows["date"] > ref - pd.Timedelta(days=settings.ANOMALY_HISTORY_DAYS)]
+            if len(history) < settings.ANOMALY_MIN_SAMPLES:
+                too_short += 1
+                continue
+            items.append((entity, history))
+        result = fanout.run(fit_task, items, label=f"{level} isolation forests", log=context.log)
+        for entity, error in result.errors.items():
+            context.log.error(f"isolation forest of {entity} failed: {error}")
+        artifacts = [
+            ModelArtifact(
+                name=MODEL_NAME, model_type=MODEL_TYPE, entity_type=level, entity_id=entity, model=forest,
+                parameters={"n_estimators": settings.ANOMALY_N_ESTIMATORS, "contamination": settings.ANOMALY_CONTAMINATION,
+                            "history_days": settings.ANOMALY_HISTORY_DAYS},
+                feature_columns=list(settings.ANOMALY_FEATURES),
+                metrics={"samples": forest.samples, "features": len(settings.ANOMALY_FEATURES),
+                         "contamination": settings.ANOMALY_CONTAMINATION,
+                         "first_date": forest.first_date, "last_date": forest.last_date},
+            )
+            for entity, forest in sorted(result.results.items())
+        ]
+        context.add_output_metadata({
+            "models": len(artifacts),
+            "skipped_too_little_history": too_short,
+            "failed": len(result.errors),
+            "seconds": round(result.seconds, 1),
+            "backend": result.backend,
+            "reference_date": insights.reference_date.isoformat(),
+        })
+        return artifacts
+
+    return _models
+
+
+def build_anomalies_asset(level: str) -> dg.AssetsDefinition:
+    @dg.asset(
+        name=f"{level}_anomalies",
+        ins={"insights": dg.AssetIn(f"{level}_insights"), "models": dg.AssetIn(f"{level}_isolation_forest_models")},
+        partitions_def=ad_account_partitions,
+        group_name="anomalies",
+        kinds={"pandas", "sql"},
+        owners=OWNERS,
+        description=(
+            f"Anomalies of every {level} over the last days_to_analyze days: robust weekday-aware checks per "
+            "metric, sharpened by the entity's Isolation Forest, and structural cases (tracking broken, "
+            "delivery stopped, spend above budget), with observed vs expected, deviation and severity. "
+            "Replaces the window's rows in ml_anomalies."
+        ),
+    )
+    def _anomalies(
+        context: dg.AssetExecutionContext,
+        config: DetectionConfig,
+        insights: LevelInsights,
+        models: dict,
+        database: DatabaseResource,
+        fanout: FanoutResource,
+    ) -> pd.DataFrame:
+        ref = pd.Timestamp(insights.reference_date)
+        entities = insights.entities.set_index(insights.entities["entity_id"].astype(str))
+        items = []
+        for entity, rows in _metrics_by_entity(insights).items():
+            history, _analysed = history_window(rows, ref, config.days_to_analyze)
+            if history.empty:
+                continue
+            stored: StoredModel | None = models.get(entity)
+            status = entities["status"].get(entity, "ACTIVE")
+            budget = entities["daily_budget"].get(entity) if "daily_budget" in entities else None
+            budget = None if budget is None or pd.isna(budget) else float(budget)
+            items.append((entity, (entity, rows, ref, stored.model if stored else None, status, budget, config.days_to_analyze)))
+        result = fanout.run(detect_task, items, label=f"{level} detections", log=context.log)
+        for entity, error in result.errors.items():
+            context.log.error(f"detection for {entity} failed: {error}")
+        frames = [f for f in result.results.values() if len(f)]
+        found = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=ANOMALY_COLUMNS)
+        first_day = (ref - pd.Timedelta(days=config.days_to_analyze - 1)).date()
+        rows = [
+            {"account_id": insights.account_id, "entity_type": level, **r} for r in found.to_dict("records")
+        ]
+        replace_anomalies(database.engine(), insights.account_id, level, first_day, ref.date(), rows)
+        severity_rank = {"critical": 0, "high": 1, "medium": 2, "low": 3}
+        top = found
+        if len(found):
+            top = found.assign(_rank=found["severity"].map(severity_rank), _size=found["deviation_score"].abs())
+            top = top.sort_values(["_rank", "_size"], ascending=[True, False])
+        context.add_output_metadata({
+            "anomalies": len(found),
+            "entities_checked": len(items),
+            "entities_with_model": sum(1 for _e, p in items if p[3] is not None),
+            "window": f"{first_day} .. {ref.date()}",
+            "by_severity": dg.MetadataValue.json(found["severity"].value_counts().to_dict() if len(found) else {}),
+            "by_metric": dg.MetadataValue.json(found["metric"].value_counts().to_dict() if len(found) else {}),
+            "top_anomalies": dg.MetadataValue.md(markdown_table(
+                top[["entity_id", "anomaly_date", "metric", "observed_value", "expected_value", "deviation_score", "severity", "method"]]
+                if len(top) else top, max_rows=15)),
+            "failed": len(result.errors),
+        })
+        return found
+
+    return _anomalies
+
+
+isolation_forest_assets = [build_models_asset(level) for level in LEVELS]
+anomaly_assets = [build_anomalies_asset(level) for level in LEVELS]
+anomalies_assets = [*isolation_forest_assets, *anomaly_assets]

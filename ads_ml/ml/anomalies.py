@@ -1,0 +1,289 @@
+"""Anomaly detection per entity: an Isolation Forest on the entity's own daily history, robust
+weekday-aware statistical checks, and structural checks (broken tracking, stopped delivery,
+overspend). Pure code: frames in, frames out.
+
+Daily metrics per entity: spend, leads, CTR (%), frequency, and CPL. CPL is undefined on a day
+without leads; for the model it is ``spend / max(leads, 1)`` (a lead-less day costs all its spend),
+for the statistical check it is only checked on days with leads.
+
+Statistical check, per metric: the history (up to 60 days before the analysed days) is adjusted for
+the day of week (value ÷ median of its weekday ÷ overall median), then
+``z = (adjusted − median) / spread`` with ``spread = max(1.4826·MAD, floor)`` — a floor of a share
+of the typical value (settings), or for leads the Poisson standard deviation √expected, so a steady
+history does not make every wobble an alarm. Expected value = median × that weekday's factor.
+|z| ≥ ANOMALY_Z_THRESHOLD is an anomaly, or ≥ ANOMALY_Z_THRESHOLD_WITH_MODEL when the entity's
+Isolation Forest also scores the day as an outlier; severity grows with |z|, and
+``deviation_score`` is that z. Structural findings — spend above 1.5× the daily budget, an active
+entity that stopped delivering, a day of spend without a lead where the history makes that very
+unlikely (tracking or form broken) — carry the relative deviation (observed − expected) / expected.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy.stats import norm, poisson
+from sklearn.ensemble import IsolationForest
+
+from ads_ml import settings
+from ads_ml.ml.metrics import cpl, ctr, frequency
+
+SEVERITIES = ("low", "medium", "high", "critical")
+ANOMALY_COLUMNS = [
+    "entity_id", "anomaly_date", "metric", "observed_value", "expected_value", "deviation_score",
+    "direction", "severity", "method", "kind",
+]
+
+
+def daily_metrics(daily: pd.DataFrame) -> pd.DataFrame:
+    """Per entity and day: spend, leads, clicks, impressions, ctr, frequency, cpl (NaN without
+    leads) and model_cpl (spend / max(leads, 1)). Days without a row are days without delivery."""
+    frame = daily.assign(date=pd.to_datetime(daily["date"]).dt.normalize(), entity_id=daily["entity_id"].astype(str))
+    out = frame[["entity_id", "date", "spend", "leads", "clicks", "impressions"]].copy()
+    out["ctr"] = ctr(frame["clicks"], frame["impressions"])
+    reach = frame["reach"] if "reach" in frame else pd.Series(np.nan, index=frame.index)
+    freq = frame["frequency"] if "frequency" in frame else pd.Series(np.nan, index=frame.index)
+    out["frequency"] = freq.fillna(pd.Series(frequency(frame["impressions"], reach), index=frame.index))
+    out["cpl"] = cpl(frame["spend"], frame["leads"])
+    out["model_cpl"] = frame["spend"] / np.maximum(frame["leads"], 1)
+    return out.sort_values(["entity_id", "date"], ignore_index=True)
+
+
+def model_matrix(metrics: pd.DataFrame) -> np.ndarray:
+    """The Isolation Forest's features (spend, cpl, ctr, frequency, leads), gaps filled."""
+    X = metrics[["spend", "model_cpl", "ctr", "frequency", "leads"]].to_numpy(dtype="float64", copy=True)
+    X[:, 2] = np.nan_to_num(X[:, 2], nan=0.0)  # no impressions: CTR 0
+    freq = X[:, 3]
+    X[:, 3] = np.where(np.isnan(freq), np.nanmedian(freq) if np.isfinite(freq).any() else 0.0, freq)
+    return X
+
+
+@dataclass
+class EntityForest:
+    """A fitted Isolation Forest of one entity with what it was trained on."""
+
+    model: IsolationForest
+    samples: int
+    first_date: str
+    last_date: str
+
+
+def fit_entity_forest(metrics: pd.DataFrame, random_state: int = 0) -> EntityForest:
+    """Fit on one entity's daily metrics (its history window). Raises ValueError when fewer than
+    ANOMALY_MIN_SAMPLES days."""
+    if len(metrics) < settings.ANOMALY_MIN_SAMPLES:
+        raise ValueError(f"{len(metrics)} days of history, at least {settings.ANOMALY_MIN_SAMPLES} needed")
+    model = IsolationForest(
+        n_estimators=settings.ANOMALY_N_ESTIMATORS,
+        contamination=settings.ANOMALY_CONTAMINATION,
+        random_state=random_state,
+        n_jobs=1,
+    ).fit(model_matrix(metrics))
+    return EntityForest(model, len(metrics), str(metrics["date"].min().date()), str(metrics["date"].max().date()))
+
+
+def fit_task(metrics: pd.DataFrame) -> EntityForest:
+    """Fan-out task: one entity's history → its forest."""
+    return fit_entity_forest(metrics)
+
+
+def history_window(metrics: pd.DataFrame, reference_date, days_to_analyze: int) -> tuple[pd.DataFrame, pd.DataFrame]:  # noqa: ANN001
+    """(history, analysed): the ANOMALY_HISTORY_DAYS days before the analysed window, and the
+    last ``days_to_analyze`` days up to the reference date."""
+    ref = pd.Timestamp(reference_date).normalize()
+    window_start = ref - pd.Timedelta(days=days_to_analyze - 1)
+    history_start = window_start - pd.Timedelta(days=settings.ANOMALY_HISTORY_DAYS)
+    history = metrics.loc[(metrics["date"] >= history_start) & (metrics["date"] < window_start)]
+    analysed = metrics.loc[(metrics["date"] >= window_start) & (metrics["date"] <= ref)]
+    return history, analysed
+
+
+def _severity(z: float) -> str:
+    level = "low"
+    for name in ("medium", "high", "critical"):
+        if abs(z) >= settings.ANOMALY_SEVERITY_Z[name]:
+            level = name
+    return level
+
+
+def _weekday_factors(history: pd.DataFrame, metric: str) -> tuple[pd.Series, float]:
+    # counts are sparse (the median of a 0/1/2 series is 0): their weekday profile uses means
+    how = "mean" if metric == "leads" else "median"
+    values = history[["date", metric]].dropna()
+    overall = float(values[metric].agg(how)) if len(values) else np.nan
+    factors = pd.Series(1.0, index=range(7))
+    if len(values) >= 21 and overall > 0:
+        by_day = values.groupby(values["date"].dt.day_of_week)[metric].agg([how, "size"])
+        usable = by_day.loc[by_day["size"] >= 2, how] / overall
+        factors.loc[usable.index] = usable.clip(0.2, 5.0).to_numpy()
+    return factors, overall
+
+
+def robust_scores(history: pd.DataFrame, analysed: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """z-score and expected value of ``metric`` for each analysed day of one entity.
+
+    Leads are counts: the expected value is the weekday-adjusted mean and the z-score is the
+    normal equivalent of the Poisson tail probability of the observed count. CPL's spread is at
+    least the sampling noise of a ratio over few leads (CPL × 1/√expected leads)."""
+    if metric == "cpl":
+        return _cpl_scores(history, analysed)
+    factors, _overall = _weekday_factors(history, metric)
+    hist = history[["date", metric]].dropna()
+    adjusted = hist[metric].to_numpy() / factors.loc[hist["date"].dt.day_of_week].to_numpy()
+    out = analysed[["date", metric]].copy()
+    factor = factors.loc[out["date"].dt.day_of_week].to_numpy()
+    observed = out[metric].to_numpy(dtype="float64")
+    if metric == "leads":
+        rate = float(np.mean(adjusted)) if len(adjusted) else np.nan
+        expected = rate * factor
+        upper = poisson.sf(observed - 1, np.maximum(expected, 1e-9))  # P(X ≥ observed)
+        lower = poisson.cdf(observed, np.maximum(expected, 1e-9))  # P(X ≤ observed)
+        z = np.where(observed >= expected, norm.isf(np.clip(upper, 1e-300, 0.5)), -norm.isf(np.clip(lower, 1e-300, 0.5)))
+        out["expected"] = expected
+        out["z"] = np.where(np.isfinite(expected), z, np.nan)
+        return out
+    # level and spread from the recent weeks (budgets move; a level shift weeks ago is not news),
+    # weekday factors from the whole history
+    recent = adjusted[-settings.ANOMALY_BASELINE_DAYS:]
+    center = float(np.median(recent)) if len(recent) else np.nan
+    mad = float(np.median(np.abs(recent - center))) * 1.4826 if len(recent) else np.nan
+    expected = center * factor
+    relative = np.full(len(out), settings.ANOMALY_MIN_RELATIVE_SPREAD.get(metric, 0.1))
+    if metric == "ctr":  # binomial noise of a click-through rate over few clicks
+        clicks_per_day = float(history["clicks"].tail(settings.ANOMALY_BASELINE_DAYS).mean()) if len(history) else 0.0
+        if clicks_per_day < settings.ANOMALY_MIN_CLICKS_FOR_CTR:
+            out["expected"], out["z"] = expected, np.nan  # too few clicks for a CTR to mean anything
+            return out
+        relative = np.maximum(relative, 1.0 / np.sqrt(clicks_per_day))
+    spread = np.maximum(mad * factor, relative * np.abs(expected))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = (observed - expected) / spread
+    out["expected"] = expected
+    out["z"] = np.where(spread > 0, z, np.nan)
+    return out
+
+
+def _cpl_scores(history: pd.DataFrame, analysed: pd.DataFrame) -> pd.DataFrame:
+    """CPL is a ratio of few leads: judge it by the leads the day's spend should have bought at
+    the history's cost per lead (Poisson), so one lead fewer on a small entity is no alarm. z > 0
+    means dearer leads; a day without leads is the structural check's business."""
+    out = analysed[["date", "cpl"]].copy()
+    spent, leads = history["spend"].sum(), history["leads"].sum()
+    if leads <= 0 or spent <= 0:
+        out["expected"], out["z"] = np.nan, np.nan
+        return out
+    rate = leads / spent
+    expected_leads = analysed["spend"].to_numpy(dtype="float64") * rate
+    observed = analysed["leads"].to_numpy(dtype="float64")
+    fewer = poisson.cdf(observed, np.maximum(expected_leads, 1e-9))
+    more = poisson.sf(observed - 1, np.maximum(expected_leads, 1e-9))
+    z = np.where(observed <= expected_leads, norm.isf(np.clip(fewer, 1e-300, 0.5)), -norm.isf(np.clip(more, 1e-300, 0.5)))
+    out["expected"] = 1.0 / rate
+    out["z"] = np.where(observed > 0, z, np.nan)
+    return out
+
+
+def detect_entity(
+    entity_id: str,
+    metrics: pd.DataFrame,
+    reference_date,  # noqa: ANN001
+    *,
+    forest: EntityForest | None = None,
+    status: str = "ACTIVE",
+    daily_budget: float | None = None,
+    days_to_analyze: int = settings.ANOMALY_DAYS_TO_ANALYZE,
+) -> pd.DataFrame:
+    """Anomalies of one entity over the analysed days (ANOMALY_COLUMNS).
+
+    ``metrics``: the entity's :func:`daily_metrics` rows. Days without a row in the analysed
+    window count as zero delivery (for the delivery-stopped check)."""
+    ref = pd.Timestamp(reference_date).normalize()
+    history, analysed = history_window(metrics, ref, days_to_analyze)
+    window = pd.date_range(ref - pd.Timedelta(days=days_to_analyze - 1), ref, freq="D")
+    analysed = analysed.set_index("date").reindex(window)
+    analysed.index.name = "date"
+    analysed = analysed.reset_index()
+    analysed["entity_id"] = entity_id
+    for column in ("spend", "leads", "clicks", "impressions"):
+        analysed[column] = analysed[column].fillna(0.0)
+    found: list[dict] = []
+    if len(history) >= 7:
+        model_flags = np.zeros(len(analysed), dtype=bool)
+        delivered = (analysed["impressions"] > 0).to_numpy()
+        if forest is not None and delivered.any():
+            model_flags[delivered] = forest.model.predict(model_matrix(analysed.loc[delivered])) == -1
+        for metric in ("spend", "cpl", "ctr", "frequency", "leads"):
+            scores = robust_scores(history, analysed, metric)
+            for i, row in enumerate(scores.itertuples(index=False)):
+                z = row.z
+                if not np.isfinite(z) or not delivered[i] and metric != "spend":
+                    continue
+                threshold = settings.ANOMALY_Z_THRESHOLD_WITH_MODEL if model_flags[i] else settings.ANOMALY_Z_THRESHOLD
+                if abs(z) < threshold:
+                    continue
+                if metric == "spend" and not delivered[i]:
+                    continue  # a day without delivery is the structural check's business
+                found.append(_anomaly(entity_id, row.date, metric, getattr(row, metric), row.expected, z,
+                                      "robust_z+isolation_forest" if model_flags[i] else "robust_z", "statistical"))
+        found += _structural(entity_id, history, analysed, status, daily_budget)
+    elif daily_budget:
+        found += _structural(entity_id, history, analysed, status, daily_budget, budget_only=True)
+    frame = pd.DataFrame(found, columns=ANOMALY_COLUMNS)
+    # one anomaly per day and metric: a structural finding outranks the statistical one
+    frame["_rank"] = (frame["kind"] != "structural").astype(int)
+    frame = frame.sort_values(["anomaly_date", "metric", "_rank"], kind="stable")
+    frame = frame.drop_duplicates(["anomaly_date", "metric"], keep="first")
+    return frame.drop(columns="_rank").reset_index(drop=True)
+
+
+def _anomaly(entity_id, date, metric, observed, expected, z, method, kind, severity=None) -> dict:  # noqa: ANN001
+    return {
+        "entity_id": entity_id,
+        "anomaly_date": pd.Timestamp(date).date(),
+        "metric": metric,
+        "observed_value": float(observed),
+        "expected_value": float(expected) if expected is not None and np.isfinite(expected) else None,
+        "deviation_score": float(z),
+        "direction": "up" if expected is None or not np.isfinite(expected) or observed >= expected else "down",
+        "severity": severity or _severity(z),
+        "method": method,
+        "kind": kind,
+    }
+
+
+def _structural(entity_id, history, analysed, status, daily_budget, budget_only: bool = False) -> list[dict]:  # noqa: ANN001
+    out = []
+    active = str(status).upper() == "ACTIVE"
+    hist_days = max(len(history), 1)
+    lead_days_share = float((history["leads"] > 0).mean()) if len(history) else 0.0
+    typical_spend = float(history["spend"].median()) if len(history) else 0.0
+    leads_rate = float(history["leads"].sum() / max(history["spend"].sum(), 1e-9)) if len(history) else 0.0
+    for row in analysed.itertuples(index=False):
+        spend, leads, impressions = float(row.spend), float(row.leads), float(row.impressions)
+        if daily_budget and daily_budget > 0 and spend > settings.ANOMALY_BUDGET_OVERSPEND * daily_budget:
+            ratio = spend / daily_budget
+            out.append(_anomaly(entity_id, row.date, "spend", spend, daily_budget, ratio - 1.0, "structural:overspend",
+                                "structural", "critical" if ratio >= 2 else "high"))
+        if budget_only:
+            continue
+        if active and impressions == 0 and typical_spend > 0 and hist_days >= 7:
+            out.append(_anomaly(entity_id, row.date, "spend", 0.0, typical_spend, -1.0,
+                                "structural:delivery_stopped", "structural", "high"))
+            continue
+        # spend with no lead where the history makes that very unlikely: tracking / form broken
+        expected_leads = leads_rate * spend
+        if leads == 0 and spend > 0 and lead_days_share >= 0.5 and expected_leads > 0:
+            p_zero = float(poisson.pmf(0, expected_leads))
+            if p_zero < settings.ANOMALY_ZERO_LEADS_PROBABILITY:
+                out.append(_anomaly(entity_id, row.date, "leads", 0.0, expected_leads, -1.0,
+                                    "structural:tracking_broken", "structural",
+                                    "critical" if p_zero < 1e-4 else "high"))
+    return out
+
+
+def detect_task(payload: tuple) -> pd.DataFrame:
+    """Fan-out task: (entity_id, metrics, reference_date, forest, status, budget, days)."""
+    entity_id, metrics, ref, forest, status, budget, days = payload
+    return detect_entity(entity_id, metrics, ref, forest=forest, status=status, daily_budget=budget, days_to_analyze=days)
