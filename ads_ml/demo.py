@@ -121,9 +121,9 @@ def generate_account(
     # Injected anomalies on the last days.
     anomalies = []
     # On ads with enough volume that a single day can tell (a 1-lead-a-day ad without a lead today
-    # is nothing unusual): the busiest third of the ads delivering on the last day.
+    # is nothing unusual): three of the five busiest ads delivering on the last day.
     live_last = np.flatnonzero(alive[:, -1] & (start < days - 30))
-    busiest = live_last[np.argsort(-leads[live_last, -15:-1].sum(axis=1))][: max(3, len(live_last) // 3)]
+    busiest = live_last[np.argsort(-leads[live_last, -15:-1].sum(axis=1))][:5]
     if inject_anomalies and len(busiest) >= 3:
         spike, broken, collapse = rng.choice(busiest, size=3, replace=False)
         impressions[spike, -1] *= 5

@@ -257,6 +257,7 @@ ANOMALY_SEVERITY_Z = {"medium": 6.0, "high": 9.0, "critical": 14.0}
 #: Poisson tail probabilities of the lead count instead.
 ANOMALY_MIN_RELATIVE_SPREAD = {"spend": 0.15, "ctr": 0.10, "frequency": 0.05}
 #: Structural checks: spend above this multiple of the daily budget; a lead-less day is a broken
-#: form / pixel when the history makes zero leads less likely than this.
+#: form / pixel when the recent history (leads on most days) makes the run of lead-less days
+#: less likely than this.
 ANOMALY_BUDGET_OVERSPEND = 1.5
-ANOMALY_ZERO_LEADS_PROBABILITY = 0.01
+ANOMALY_ZERO_LEADS_PROBABILITY = 0.001

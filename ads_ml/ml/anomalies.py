@@ -257,7 +257,8 @@ def _structural(entity_id, history, analysed, status, daily_budget, budget_only:
     out = []
     active = str(status).upper() == "ACTIVE"
     hist_days = max(len(history), 1)
-    lead_days_share = float((history["leads"] > 0).mean()) if len(history) else 0.0
+    recent = history.tail(settings.ANOMALY_BASELINE_DAYS)
+    lead_days_share = float((recent["leads"] > 0).mean()) if len(recent) else 0.0
     typical_spend = float(history["spend"].median()) if len(history) else 0.0
     leads_rate = float(history["leads"].sum() / max(history["spend"].sum(), 1e-9)) if len(history) else 0.0
     for row in analysed.itertuples(index=False):
@@ -272,15 +273,31 @@ def _structural(entity_id, history, analysed, status, daily_budget, budget_only:
             out.append(_anomaly(entity_id, row.date, "spend", 0.0, typical_spend, -1.0,
                                 "structural:delivery_stopped", "structural", "high"))
             continue
-        # spend with no lead where the history makes that very unlikely: tracking / form broken
-        expected_leads = leads_rate * spend
-        if leads == 0 and spend > 0 and lead_days_share >= 0.5 and expected_leads > 0:
-            p_zero = float(poisson.pmf(0, expected_leads))
+        # spend with no lead where the history makes that very unlikely: tracking / form broken.
+        # A run of lead-less days counts together (two dry days in a row say more than one).
+        if leads == 0 and spend > 0 and lead_days_share >= 0.5:
+            run = _dry_run(history, analysed, row.date)
+            before = history.loc[history["date"] < run["date"].min()]
+            rate = float(before["leads"].sum() / max(before["spend"].sum(), 1e-9)) if len(before) else leads_rate
+            expected_leads = rate * float(run["spend"].sum())
+            p_zero = float(poisson.pmf(0, expected_leads)) if expected_leads > 0 else 1.0
             if p_zero < settings.ANOMALY_ZERO_LEADS_PROBABILITY:
-                out.append(_anomaly(entity_id, row.date, "leads", 0.0, expected_leads, -1.0,
+                out.append(_anomaly(entity_id, row.date, "leads", 0.0, rate * spend, -1.0,
                                     "structural:tracking_broken", "structural",
                                     "critical" if p_zero < 1e-4 else "high"))
     return out
+
+
+def _dry_run(history: pd.DataFrame, analysed: pd.DataFrame, day) -> pd.DataFrame:  # noqa: ANN001
+    """The consecutive days up to ``day`` that spent without a lead."""
+    days = pd.concat([history, analysed.loc[analysed["date"] <= day]])[["date", "spend", "leads"]]
+    days = days.sort_values("date")
+    dry = (days["leads"] == 0) & (days["spend"] > 0)
+    if not dry.iloc[-1]:
+        return days.iloc[0:0]
+    breaks = np.flatnonzero(~dry.to_numpy())
+    start = breaks[-1] + 1 if len(breaks) else 0
+    return days.iloc[start:]
 
 
 def detect_task(payload: tuple) -> pd.DataFrame:
