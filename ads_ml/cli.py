@@ -147,7 +147,13 @@ def _report(args: argparse.Namespace) -> int:
 
 def _print_report(account_id: str) -> None:
     from ads_ml.db.engine import get_engine
-    from ads_ml.db.queries import account_exists, latest_classifications, load_features, reference_date
+    from ads_ml.db.queries import (
+        account_exists,
+        forecast_and_anomaly_summary,
+        latest_classifications,
+        load_features,
+        reference_date,
+    )
 
     engine = get_engine()
     if not account_exists(engine, account_id):
@@ -171,6 +177,9 @@ def _print_report(account_id: str) -> None:
             counts = ", ".join(f"{tier} {n}" for tier, n in tiers["tier"].value_counts().items())
             methods = ", ".join(f"{m} {n}" for m, n in tiers["method"].value_counts().items())
             print(f"    tiers ({tiers['reference_date'].iloc[0]}): {counts}  [by {methods}]")
+        summary = forecast_and_anomaly_summary(engine, account_id, level)
+        if summary:
+            print(f"    {summary}")
 
 
 def _safe_url() -> str:

@@ -138,6 +138,8 @@ def app_env(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Pat
     monkeypatch.setenv("ADS_ML_DATABASE_URL", db_url)
     monkeypatch.setenv("ADS_ML_MODELS_DIR", str(tmp_path / "models"))
     monkeypatch.setenv("DAGSTER_HOME", str(home))
+    # test accounts are small: per-entity work runs in-process (the fan-out has its own tests)
+    monkeypatch.setenv("ADS_ML_N_JOBS", "1")
     shutil.copy(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
     return home
 

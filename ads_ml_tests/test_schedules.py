@@ -20,6 +20,10 @@ EXPECTED = {
     "prophet_tuning_leads_schedule": ("30 2 * * 0", "prophet_tuning"),
     "ensemble_calibration_schedule": ("30 5 * * *", "ensemble_calibration"),
     "forecasts_schedule": ("30 6 * * *", "forecasts"),
+    "anomaly_training_schedule": ("0 1 * * *", "anomaly_training"),
+    "campaign_anomaly_detection_schedule": ("0 * * * *", "campaign_anomaly_detection"),
+    "adset_anomaly_detection_schedule": ("30 * * * *", "adset_anomaly_detection"),
+    "ad_anomaly_detection_schedule": ("0 */2 * * *", "ad_anomaly_detection"),
 }
 
 

@@ -354,3 +354,31 @@ def replace_anomalies(engine: Engine, account_id: str, entity_type: str, first_d
         if rows:
             conn.execute(table.insert(), [to_jsonable_row(r) for r in rows])
     return len(rows)
+
+
+def forecast_and_anomaly_summary(engine: Engine, account_id: str, entity_type: str) -> str:
+    """One line: next-7-day forecast totals of the level and its anomalies of the latest day."""
+    from ads_ml.db.models import Anomaly, ForecastRow
+
+    with engine.connect() as conn:
+        totals = dict(conn.execute(
+            select(ForecastRow.metric, func.sum(ForecastRow.predicted_value))
+            .where(ForecastRow.account_id == account_id, ForecastRow.entity_type == entity_type,
+                   ForecastRow.method == "ensemble", ForecastRow.metric.in_(["spend", "leads"]))
+            .group_by(ForecastRow.metric)
+        ).all())
+        latest = conn.execute(
+            select(func.max(Anomaly.anomaly_date)).where(Anomaly.account_id == account_id, Anomaly.entity_type == entity_type)
+        ).scalar_one_or_none()
+        severities = dict(conn.execute(
+            select(Anomaly.severity, func.count())
+            .where(Anomaly.account_id == account_id, Anomaly.entity_type == entity_type, Anomaly.anomaly_date == latest)
+            .group_by(Anomaly.severity)
+        ).all()) if latest else {}
+    parts = []
+    if totals:
+        parts.append(f"next 7 days (sum of entity forecasts): spend {totals.get('spend', 0):,.0f}, leads {totals.get('leads', 0):,.0f}")
+    if latest:
+        counts = ", ".join(f"{k} {v}" for k, v in sorted(severities.items()))
+        parts.append(f"anomalies on {latest}: {counts}")
+    return "; ".join(parts)
