@@ -261,3 +261,57 @@ ANOMALY_MIN_RELATIVE_SPREAD = {"spend": 0.15, "ctr": 0.10, "frequency": 0.05}
 #: less likely than this.
 ANOMALY_BUDGET_OVERSPEND = 1.5
 ANOMALY_ZERO_LEADS_PROBABILITY = 0.001
+
+# --- impact analysis -------------------------------------------------------------------------
+
+IMPACT_DEFAULT_WINDOW_DAYS = 7
+IMPACT_MIN_WINDOW_DAYS = 3
+IMPACT_MAX_WINDOW_DAYS = 30
+IMPACT_METRICS = ("cpl", "leads", "ctr", "spend")
+IMPACT_SIGNIFICANCE = 0.05
+IMPACT_MIN_EFFECT_SIZE = 0.2  # Cohen's d below this is not meaningful
+#: Days before the change used as the baseline and to measure the noise of a window mean.
+IMPACT_PRE_PERIOD_DAYS = 56
+#: Metrics judged for each change type, and which direction is good.
+IMPACT_PRIMARY_METRICS = {
+    "budget_change": ("cpl", "leads"),
+    "creative_change": ("ctr", "cpl"),
+    "audience_change": ("cpl", "leads", "ctr"),
+    "pause": ("spend",),
+    "reactivate": ("leads", "cpl"),
+}
+IMPACT_GOOD_DIRECTION = {"cpl": -1, "leads": 1, "ctr": 1, "spend": 1}
+#: For a pause, spend going down is what was wanted.
+IMPACT_GOOD_DIRECTION_OVERRIDES = {"pause": {"spend": -1}}
+
+# --- recommendations -------------------------------------------------------------------------
+
+RECOMMENDATION_EXPIRY_DAYS = 7
+#: Thresholds of the rules (CPL ratios are against the level's pooled 7-day CPL).
+REC_SCALE_UP_MAX_CPL_RATIO = 0.75
+REC_SCALE_UP_MIN_LEADS = 10
+REC_SCALE_UP_BUDGET_PCT = 20
+REC_BUDGET_INCREASE_MAX_CPL_RATIO = 0.95
+REC_BUDGET_INCREASE_MIN_LEADS = 5
+REC_BUDGET_INCREASE_MIN_BUDGET_USE = 0.9  # average daily spend / daily budget
+REC_BUDGET_INCREASE_PCT = 15
+REC_BUDGET_DECREASE_MIN_CPL_RATIO = 1.3
+REC_BUDGET_DECREASE_MIN_CPL_TREND = 0.10
+REC_BUDGET_DECREASE_PCT = -20
+REC_PAUSE_MIN_SPEND_IN_CPLS = 3.0  # spend without a lead, in account CPLs
+REC_PAUSE_MIN_CPL_RATIO = 2.0
+REC_REACTIVATE_MAX_CPL_RATIO = 0.9  # 30-day CPL against the account's 30-day CPL
+REC_REACTIVATE_MIN_LEADS_30D = 5
+REC_AUDIENCE_REVIEW_MIN_SIBLING_RATIO = 1.5
+REC_AUDIENCE_EXPANSION_MIN_FREQUENCY = 3.0
+REC_AUDIENCE_EXPANSION_MAX_CPL_RATIO = 1.0
+REC_AUDIENCE_NARROWING_MAX_FREQUENCY = 1.3
+REC_AUDIENCE_NARROWING_MIN_CPL_RATIO = 1.3
+REC_CREATIVE_REFRESH_MIN_FREQUENCY = 2.5
+REC_CREATIVE_REFRESH_MAX_CTR_TREND = -0.20
+REC_CREATIVE_REFRESH_MIN_FREQUENCY_TREND = 0.05
+REC_CREATIVE_TEST_MIN_SHARE = 0.9  # one ad carries this share of its adset's spend
+REC_CREATIVE_TEST_MIN_AGE_DAYS = 21
+REC_CREATIVE_WINNER_MAX_SIBLING_RATIO = 0.7
+REC_CREATIVE_WINNER_MIN_LEADS = 10
+REC_MIN_SPEND_7D = 1.0  # below this an entity is not worth a recommendation
