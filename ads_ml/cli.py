@@ -62,6 +62,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--reference-date", type=dt.date.fromisoformat, default=None)
     p.set_defaults(handler=_materialize)
 
+    p = sub.add_parser("impact", help="before/after impact report of one change, through Dagster")
+    p.add_argument("--account", required=True)
+    p.add_argument("--entity-type", required=True, choices=settings.ENTITY_TYPES)
+    p.add_argument("--entity-id", required=True)
+    p.add_argument("--change-date", required=True, type=dt.date.fromisoformat)
+    p.add_argument("--change-type", required=True, choices=settings.CHANGE_TYPES)
+    p.add_argument("--window-before", type=int, default=settings.IMPACT_DEFAULT_WINDOW_DAYS)
+    p.add_argument("--window-after", type=int, default=settings.IMPACT_DEFAULT_WINDOW_DAYS)
+    p.set_defaults(handler=_impact)
+
     p = sub.add_parser("report", help="print what the pipeline knows about an account")
     p.add_argument("--account", required=True)
     p.set_defaults(handler=_report)
@@ -136,6 +146,42 @@ def _materialize(args: argparse.Namespace) -> int:
     _engine()
     result = materialize_account(args.account, args.select, reference_date=args.reference_date)
     print(f"run {result.run_id} succeeded: {len(result.get_asset_materialization_events())} materialisations")
+    return 0
+
+
+def _impact(args: argparse.Namespace) -> int:
+    import json
+
+    from ads_ml.db.engine import get_engine
+    from ads_ml.db.models import ImpactReportRow
+    from ads_ml.ingest.insights import validate_account_id
+    from ads_ml.runner import run_impact
+    from sqlalchemy import select
+
+    validate_account_id(args.account)
+    _engine()
+    result = run_impact(args.account, {
+        "entity_type": args.entity_type, "entity_id": args.entity_id,
+        "change_date": args.change_date.isoformat(), "change_type": args.change_type,
+        "window_before": args.window_before, "window_after": args.window_after,
+    })
+    r = ImpactReportRow
+    with get_engine().connect() as conn:
+        row = conn.execute(select(r.status, r.overall_impact, r.recommendation, r.metric_changes).where(
+            r.account_id == args.account, r.entity_type == args.entity_type, r.entity_id == args.entity_id,
+            r.change_date == args.change_date, r.change_type == args.change_type,
+            r.window_before == args.window_before, r.window_after == args.window_after,
+        )).one()
+    changes = row.metric_changes if isinstance(row.metric_changes, dict) else json.loads(row.metric_changes)
+    print(f"run {result.run_id}: {args.change_type} of {args.entity_type} {args.entity_id} on {args.change_date} — "
+          f"{row.status}, {row.overall_impact}")
+    for metric, c in changes.items():
+        if c.get("p_value") is None:
+            print(f"  {metric}: not enough days")
+            continue
+        print(f"  {metric}: {c['pct_change']:+.1f} % (against controls {c['adjusted_pct_change']:+.1f} %), "
+              f"p {c['p_value']:.3f}{' significant' if c['is_significant'] else ''}, d {c['effect_size']:+.2f}")
+    print(f"  {row.recommendation}")
     return 0
 
 

@@ -4,6 +4,7 @@ import dagster as dg
 
 from ads_ml import settings
 from ads_ml.defs.assets.features import features_assets
+from ads_ml.defs.assets.actions import action_assets
 from ads_ml.defs.assets.anomalies import anomalies_assets
 from ads_ml.defs.assets.forecasting import forecasting_assets
 from ads_ml.defs.assets.insights import insights_assets
@@ -13,7 +14,7 @@ from ads_ml.defs.io_managers import ModelIOManager
 from ads_ml.defs.jobs import all_jobs
 from ads_ml.defs.schedules import schedules
 from ads_ml.defs.resources import DatabaseResource, FanoutResource, ModelStoreResource
-from ads_ml.defs.sensors import ad_account_partitions_sensor, new_insights_sensor
+from ads_ml.defs.sensors import ad_account_partitions_sensor, change_events_sensor, new_insights_sensor
 
 
 def build_resources() -> dict:
@@ -35,11 +36,11 @@ def build_executor() -> dg.ExecutorDefinition:
 
 
 defs = dg.Definitions(
-    assets=[*insights_assets, *features_assets, *tier_assets, *forecasting_assets, *anomalies_assets],
+    assets=[*insights_assets, *features_assets, *tier_assets, *forecasting_assets, *anomalies_assets, *action_assets],
     asset_checks=insights_checks,
     jobs=all_jobs,
     schedules=schedules,
-    sensors=[ad_account_partitions_sensor, new_insights_sensor],
+    sensors=[ad_account_partitions_sensor, new_insights_sensor, change_events_sensor],
     resources=build_resources(),
     executor=build_executor(),
 )

@@ -96,3 +96,39 @@ def _defs() -> dg.Definitions:
     from ads_ml.definitions import defs
 
     return defs
+
+
+def run_impact(
+    account_id: str,
+    config: dict,
+    *,
+    instance: dg.DagsterInstance | None = None,
+    defs: dg.Definitions | None = None,
+) -> dg.ExecuteInProcessResult:
+    """Run the on-demand impact job for one account (fresh insights, then the report)."""
+    defs = defs or _defs()
+    own_instance = instance is None
+    instance = instance or get_instance()
+    try:
+        ensure_partition(instance, account_id)
+        result = defs.resolve_job_def("impact_analysis").execute_in_process(
+            instance=instance,
+            partition_key=account_id,
+            run_config={
+                "loggers": {"console": {"config": {"log_level": "INFO"}}},
+                "ops": {"impact_reports": {"config": config}},
+            },
+            tags={"ads_ml/launched_by": "cli"},
+            raise_on_error=False,
+        )
+    finally:
+        if own_instance:
+            instance.dispose()
+    if not result.success:
+        failures = [
+            f"{event.step_key}: {event.event_specific_data.error.message.strip().splitlines()[-1]}"
+            for event in result.all_events
+            if event.event_type == dg.DagsterEventType.STEP_FAILURE and event.event_specific_data.error
+        ]
+        raise PipelineError(f"impact run {result.run_id} for {account_id} failed: " + "; ".join(failures))
+    return result

@@ -182,6 +182,7 @@ SCHEDULES = {
     "campaign_anomaly_detection": "0 * * * *",
     "adset_anomaly_detection": "30 * * * *",
     "ad_anomaly_detection": "0 */2 * * *",
+    "recommendations": "30 7 * * *",
 }
 
 # --- forecasting -----------------------------------------------------------------------------

@@ -78,10 +78,12 @@ def main() -> None:
     print(f"precision: {len(hits)}/{len(hits) + len(false)} = {len(hits) / max(len(hits) + len(false), 1):.1%} "
           f"(+{len(other_metric)} alarms on another metric of an injected ad; {len(false)} false alarms among "
           f"{len(by_entity) - len(injected_ads)} untouched ads = {len(false) / (len(by_entity) - len(injected_ads)):.2%})")
-    missed = sorted(truth - pairs)[:5]
-    if missed:
-        vol = metrics.loc[metrics["date"] < END].groupby("entity_id")[["leads", "clicks"]].mean()
-        print("some misses (mean leads / clicks a day):", [(a, m, tuple(vol.loc[a].round(1))) for a, m in missed])
+    # what a single day can show depends on volume: recall where the injected change is a count
+    # the history makes clearly unlikely (≥ 5 clicks a day for CTR, ≥ 3 leads a day for leads)
+    vol = metrics.loc[metrics["date"] < END].groupby("entity_id")[["leads", "clicks"]].mean()
+    for metric, column, floor in (("ctr", "clicks", 5 * 6), ("leads", "leads", 3)):
+        t = {p for p in truth if p[1] == metric and vol.loc[p[0], column] >= floor}
+        print(f"  {metric} on ads with ≥ {floor} {column} a day: {len(t & pairs)}/{len(t)}")
 
 
 if __name__ == "__main__":

@@ -77,6 +77,10 @@ def features_by_loop(daily: pd.DataFrame, entities: pd.DataFrame, reference_date
         reach = w7["reach"].sum(min_count=1)
         f["reach_7d"] = float(reach) if pd.notna(reach) else np.nan
         f["frequency_7d"] = _ratio(f["impressions_7d"], f["reach_7d"]) if pd.notna(reach) else np.nan
+        prev_reach = prev["reach"].sum(min_count=1)
+        prev_freq = _ratio(prev["impressions"].sum(), prev_reach) if pd.notna(prev_reach) else np.nan
+        ok = full and np.isfinite(prev_freq) and prev_freq != 0 and np.isfinite(f["frequency_7d"])
+        f["frequency_trend_7d"] = (f["frequency_7d"] - prev_freq) / prev_freq if ok else np.nan
         f["days_with_leads_7d"] = float((w7["leads"] > 0).sum())
         f["days_active"] = float(len(delivered))
         f["age_days"] = float(age)

@@ -364,6 +364,57 @@ class Anomaly(Base):
     detected_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class Recommendation(Base):
+    """A recommended action for one entity; OPEN until applied, dismissed or expired."""
+
+    __tablename__ = "ml_recommendations"
+    __table_args__ = (
+        Index("ix_ml_recommendations_open", "account_id", "entity_type", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    account_id: Mapped[str] = mapped_column(String(64))
+    entity_type: Mapped[str] = mapped_column(String(16))
+    entity_id: Mapped[str] = mapped_column(String(64))
+    recommendation_type: Mapped[str] = mapped_column(String(32))
+    priority: Mapped[str] = mapped_column(String(8))
+    confidence: Mapped[float] = mapped_column(Float)
+    reason: Mapped[str] = mapped_column(Text)
+    suggested_action: Mapped[dict[str, Any]] = mapped_column(JSON)
+    evidence: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(16))  # OPEN / APPLIED / DISMISSED / EXPIRED
+    reference_date: Mapped[dt.date] = mapped_column(Date)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ImpactReportRow(Base):
+    """The before/after verdict on one change of one entity, for given windows."""
+
+    __tablename__ = "ml_impact_reports"
+    __table_args__ = (
+        UniqueConstraint("account_id", "entity_type", "entity_id", "change_date", "change_type",
+                         "window_before", "window_after", name="uq_ml_impact_reports_key"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    account_id: Mapped[str] = mapped_column(String(64))
+    entity_type: Mapped[str] = mapped_column(String(16))
+    entity_id: Mapped[str] = mapped_column(String(64))
+    change_event_id: Mapped[int | None] = mapped_column(BigInteger)
+    change_date: Mapped[dt.date] = mapped_column(Date)
+    change_type: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(20))  # complete / insufficient_data
+    overall_impact: Mapped[str] = mapped_column(String(16))
+    metric_changes: Mapped[dict[str, Any]] = mapped_column(JSON)
+    recommendation: Mapped[str] = mapped_column(Text)
+    counterfactual: Mapped[str] = mapped_column(String(16))
+    window_before: Mapped[int] = mapped_column(Integer)
+    window_after: Mapped[int] = mapped_column(Integer)
+    analyzed_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 ENTITY_MODELS = {"campaign": Campaign, "adset": Adset, "ad": Ad}
 MODEL_STATUSES = ("TRAINING", "READY", "FAILED", "DEPRECATED")
 
@@ -382,6 +433,8 @@ __all__ = [
     "ProphetParams",
     "ENTITY_MODELS",
     "FeatureRow",
+    "ImpactReportRow",
+    "Recommendation",
     "MODEL_STATUSES",
     "TierFeedback",
     "TrainedModel",

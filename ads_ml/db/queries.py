@@ -382,3 +382,113 @@ def forecast_and_anomaly_summary(engine: Engine, account_id: str, entity_type: s
         counts = ", ".join(f"{k} {v}" for k, v in sorted(severities.items()))
         parts.append(f"anomalies on {latest}: {counts}")
     return "; ".join(parts)
+
+
+def store_recommendations(engine: Engine, account_id: str, entity_type: str, ref_date: dt.date,
+                          frame: pd.DataFrame, expiry_days: int) -> dict[str, int]:
+    """In one transaction: OPEN recommendations past their expiry become EXPIRED; new ones are
+    inserted OPEN unless the same entity already has an OPEN one of the same type."""
+    from ads_ml.db.models import Recommendation as R
+
+    now = utcnow()
+    table = R.__table__
+    with engine.begin() as conn:
+        expired = conn.execute(
+            table.update()
+            .where(table.c.account_id == account_id, table.c.entity_type == entity_type,
+                   table.c.status == "OPEN", table.c.expires_at <= now)
+            .values(status="EXPIRED", updated_at=now)
+        ).rowcount
+        open_keys = {
+            (e, t) for e, t in conn.execute(
+                select(table.c.entity_id, table.c.recommendation_type)
+                .where(table.c.account_id == account_id, table.c.entity_type == entity_type, table.c.status == "OPEN")
+            )
+        }
+        rows = [
+            {
+                "account_id": account_id, "entity_type": entity_type, "entity_id": r["entity_id"],
+                "recommendation_type": r["recommendation_type"], "priority": r["priority"],
+                "confidence": r["confidence"], "reason": r["reason"],
+                "suggested_action": to_jsonable(r["suggested_action"]), "evidence": to_jsonable(r["evidence"]),
+                "status": "OPEN", "reference_date": ref_date, "created_at": now,
+                "expires_at": now + dt.timedelta(days=expiry_days), "updated_at": now,
+            }
+            for r in frame.to_dict("records")
+            if (r["entity_id"], r["recommendation_type"]) not in open_keys
+        ]
+        if rows:
+            conn.execute(table.insert(), rows)
+    return {"new": len(rows), "already_open": len(frame) - len(rows), "expired": int(expired or 0)}
+
+
+def latest_anomalies(engine: Engine, account_id: str, entity_type: str) -> pd.DataFrame:
+    """The level's anomalies of its latest anomaly date (entity_id, metric, method, severity)."""
+    from ads_ml.db.models import Anomaly as A
+
+    with engine.connect() as conn:
+        latest = conn.execute(
+            select(func.max(A.anomaly_date)).where(A.account_id == account_id, A.entity_type == entity_type)
+        ).scalar_one_or_none()
+        if latest is None:
+            return pd.DataFrame(columns=["entity_id", "metric", "method", "severity"])
+        return pd.read_sql(
+            select(A.entity_id, A.metric, A.method, A.severity)
+            .where(A.account_id == account_id, A.entity_type == entity_type, A.anomaly_date == latest),
+            conn,
+        )
+
+
+def load_change_events(engine: Engine, account_id: str, ids: list[int] | None = None) -> pd.DataFrame:
+    from ads_ml.db.models import ChangeEvent as C
+
+    query = select(C.id, C.entity_type, C.entity_id, C.change_date, C.change_type).where(C.account_id == account_id)
+    if ids:
+        query = query.where(C.id.in_(ids))
+    with engine.connect() as conn:
+        frame = pd.read_sql(query.order_by(C.change_date, C.id), conn)
+    frame["change_date"] = pd.to_datetime(frame["change_date"]).dt.date
+    return frame
+
+
+def reported_changes(engine: Engine, account_id: str, window_before: int, window_after: int) -> set[tuple]:
+    """(entity_type, entity_id, change_date, change_type) that have a complete report for the windows."""
+    from ads_ml.db.models import ImpactReportRow as I
+
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(I.entity_type, I.entity_id, I.change_date, I.change_type)
+            .where(I.account_id == account_id, I.status == "complete",
+                   I.window_before == window_before, I.window_after == window_after)
+        ).all()
+    return {(t, e, _as_date(d), c) for t, e, d, c in rows}
+
+
+def store_impact_reports(engine: Engine, rows: list[dict]) -> int:
+    """Replace reports with the same key (entity, change, windows) in one transaction."""
+    from ads_ml.db.models import ImpactReportRow as I
+
+    table = I.__table__
+    with engine.begin() as conn:
+        for r in rows:
+            conn.execute(delete(table).where(
+                table.c.account_id == r["account_id"], table.c.entity_type == r["entity_type"],
+                table.c.entity_id == r["entity_id"], table.c.change_date == r["change_date"],
+                table.c.change_type == r["change_type"], table.c.window_before == r["window_before"],
+                table.c.window_after == r["window_after"],
+            ))
+        if rows:
+            conn.execute(table.insert(), [to_jsonable_row(r) for r in rows])
+    return len(rows)
+
+
+def change_events_after(engine: Engine, last_id: int) -> pd.DataFrame:
+    """Change events with an id above ``last_id`` (the sensor's cursor)."""
+    from ads_ml.db.models import ChangeEvent as C
+
+    with engine.connect() as conn:
+        frame = pd.read_sql(
+            select(C.id, C.account_id, C.change_date).where(C.id > last_id).order_by(C.id), conn
+        )
+    frame["change_date"] = pd.to_datetime(frame["change_date"]).dt.date
+    return frame

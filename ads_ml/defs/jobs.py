@@ -7,12 +7,15 @@ from ads_ml.defs.common import LEVELS
 INSIGHTS_KEYS = [dg.AssetKey(f"{level}_insights") for level in LEVELS]
 
 PROPHET_PARAMS_KEYS = [dg.AssetKey(f"{level}_prophet_params") for level in LEVELS]
+IMPACT_KEY = dg.AssetKey("impact_reports")
 
 #: Everything computed from an account's insights: run when new insights arrive. Prophet tuning,
-#: the heaviest work by far, stays on its weekly schedule (forecasts use the stored params).
+#: the heaviest work by far, stays on its weekly schedule (forecasts use the stored params), and
+#: impact reports come from the change-events sensor when they are due.
 account_refresh_job = dg.define_asset_job(
     name="account_refresh",
-    selection=dg.AssetSelection.assets(*INSIGHTS_KEYS).downstream() - dg.AssetSelection.assets(*PROPHET_PARAMS_KEYS),
+    selection=dg.AssetSelection.assets(*INSIGHTS_KEYS).downstream()
+    - dg.AssetSelection.assets(*PROPHET_PARAMS_KEYS, IMPACT_KEY),
     description="Insights, features and everything downstream of them (but Prophet tuning), for one ad account.",
 )
 
@@ -74,8 +77,22 @@ def anomaly_detection_job(level: str):  # noqa: ANN201
 
 anomaly_detection_jobs = {level: anomaly_detection_job(level) for level in LEVELS}
 
+#: Impact reports (with fresh insights): launched by the change-events sensor with the due
+#: change ids, or from the UI / ``ads-ml impact`` with an entity, change date and type.
+impact_job = dg.define_asset_job(
+    name="impact_analysis",
+    selection=dg.AssetSelection.assets(*INSIGHTS_KEYS, "impact_reports"),
+    description="Before/after impact reports of change events (config: change_ids, or one entity's change).",
+)
+
+recommendation_job = dg.define_asset_job(
+    name="recommendations",
+    selection=dg.AssetSelection.assets(*[f"{level}_recommendations" for level in LEVELS]),
+    description="Run the rule engine on every level.",
+)
+
 all_jobs = [
     account_refresh_job, tier_training_job, transfer_training_job, *classification_jobs.values(),
     prophet_tuning_job, ensemble_calibration_job, forecast_job,
-    anomaly_training_job, *anomaly_detection_jobs.values(),
+    anomaly_training_job, *anomaly_detection_jobs.values(), impact_job, recommendation_job,
 ]

@@ -14,6 +14,7 @@ from ads_ml.defs.jobs import (
     ensemble_calibration_job,
     forecast_job,
     prophet_tuning_job,
+    recommendation_job,
     tier_training_job,
     transfer_training_job,
 )
@@ -61,4 +62,6 @@ schedules = [
     build_account_schedule("campaign_anomaly_detection", anomaly_detection_jobs["campaign"], "Campaign anomalies, hourly."),
     build_account_schedule("adset_anomaly_detection", anomaly_detection_jobs["adset"], "Adset anomalies, hourly at :30."),
     build_account_schedule("ad_anomaly_detection", anomaly_detection_jobs["ad"], "Ad anomalies, every 2 hours."),
+    build_account_schedule("recommendations", recommendation_job,
+                           "Recommendations, daily 07:30 (after tiers, forecasts and the night's anomalies)."),
 ]

@@ -1,12 +1,14 @@
 """Sensors: ad accounts -> dynamic partitions; new insight rows -> a refresh of that account."""
 
 import datetime as dt
+import json
 
 import dagster as dg
 
+from ads_ml import settings
 from ads_ml.db.migrate import SchemaError
-from ads_ml.db.queries import accounts_with_new_insights, active_account_ids
-from ads_ml.defs.jobs import account_refresh_job
+from ads_ml.db.queries import accounts_with_new_insights, active_account_ids, change_events_after, reference_date
+from ads_ml.defs.jobs import account_refresh_job, impact_job
 from ads_ml.defs.partitions import AD_ACCOUNT_PARTITIONS_NAME, ad_account_partitions
 from ads_ml.defs.resources import DatabaseResource
 
@@ -67,4 +69,54 @@ def new_insights_sensor(context: dg.SensorEvaluationContext, database: DatabaseR
         run_requests=run_requests,
         dynamic_partitions_requests=[ad_account_partitions.build_add_request(new_partitions)] if new_partitions else [],
         cursor=cursor,
+    )
+
+
+@dg.sensor(
+    name="change_events_sensor",
+    job=impact_job,
+    minimum_interval_seconds=300,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Keeps a cursor on change_events (last id seen, and the changes still waiting for "
+    "their after-window); when an account's insights reach a change's date + 7 days, requests the "
+    "impact report of exactly the changes that are due.",
+)
+def change_events_sensor(context: dg.SensorEvaluationContext, database: DatabaseResource) -> dg.SensorResult:
+    try:
+        engine = database.engine()
+    except SchemaError as exc:
+        return dg.SensorResult(skip_reason=dg.SkipReason(str(exc)))
+    state = json.loads(context.cursor) if context.cursor else {"last_id": 0, "pending": []}
+    fresh = change_events_after(engine, state["last_id"])
+    pending = state["pending"] + [[int(r.id), r.account_id, r.change_date.isoformat()] for r in fresh.itertuples()]
+    last_id = int(fresh["id"].max()) if len(fresh) else state["last_id"]
+    active = set(active_account_ids(engine))
+    window = dt.timedelta(days=settings.IMPACT_DEFAULT_WINDOW_DAYS)
+    due: dict[str, list[int]] = {}
+    waiting = []
+    references: dict[str, dt.date | None] = {}
+    for event_id, account, change_date in pending:
+        if account not in active:
+            continue  # a deactivated account's changes are dropped
+        if account not in references:
+            references[account] = reference_date(engine, account)
+        ref = references[account]
+        if ref is not None and dt.date.fromisoformat(change_date) + window <= ref:
+            due.setdefault(account, []).append(event_id)
+        else:
+            waiting.append([event_id, account, change_date])
+    existing = set(context.instance.get_dynamic_partitions(AD_ACCOUNT_PARTITIONS_NAME))
+    new_partitions = sorted(a for a in due if a not in existing)
+    requests = [
+        dg.RunRequest(
+            run_key=f"impact:{account}:{','.join(map(str, sorted(ids)))}",
+            partition_key=account,
+            run_config={"ops": {"impact_reports": {"config": {"change_ids": sorted(ids)}}}},
+        )
+        for account, ids in sorted(due.items())
+    ]
+    return dg.SensorResult(
+        run_requests=requests,
+        dynamic_partitions_requests=[ad_account_partitions.build_add_request(new_partitions)] if new_partitions else [],
+        cursor=json.dumps({"last_id": last_id, "pending": waiting}),
     )

@@ -129,6 +129,8 @@ def robust_scores(history: pd.DataFrame, analysed: pd.DataFrame, metric: str) ->
     least the sampling noise of a ratio over few leads (CPL × 1/√expected leads)."""
     if metric == "cpl":
         return _cpl_scores(history, analysed)
+    if metric == "ctr":
+        return _ctr_scores(history, analysed)
     factors, _overall = _weekday_factors(history, metric)
     hist = history[["date", metric]].dropna()
     adjusted = hist[metric].to_numpy() / factors.loc[hist["date"].dt.day_of_week].to_numpy()
@@ -151,17 +153,33 @@ def robust_scores(history: pd.DataFrame, analysed: pd.DataFrame, metric: str) ->
     mad = float(np.median(np.abs(recent - center))) * 1.4826 if len(recent) else np.nan
     expected = center * factor
     relative = np.full(len(out), settings.ANOMALY_MIN_RELATIVE_SPREAD.get(metric, 0.1))
-    if metric == "ctr":  # binomial noise of a click-through rate over few clicks
-        clicks_per_day = float(history["clicks"].tail(settings.ANOMALY_BASELINE_DAYS).mean()) if len(history) else 0.0
-        if clicks_per_day < settings.ANOMALY_MIN_CLICKS_FOR_CTR:
-            out["expected"], out["z"] = expected, np.nan  # too few clicks for a CTR to mean anything
-            return out
-        relative = np.maximum(relative, 1.0 / np.sqrt(clicks_per_day))
     spread = np.maximum(mad * factor, relative * np.abs(expected))
     with np.errstate(divide="ignore", invalid="ignore"):
         z = (observed - expected) / spread
     out["expected"] = expected
     out["z"] = np.where(spread > 0, z, np.nan)
+    return out
+
+
+def _ctr_scores(history: pd.DataFrame, analysed: pd.DataFrame) -> pd.DataFrame:
+    """CTR as clicks out of impressions: the clicks the day's impressions should have brought at
+    the recent weeks' CTR, judged by the Poisson tail of the observed clicks (weekday-adjusted)."""
+    out = analysed[["date", "ctr"]].copy()
+    recent = history.tail(settings.ANOMALY_BASELINE_DAYS)
+    impressions, clicks = recent["impressions"].sum(), recent["clicks"].sum()
+    if impressions <= 0 or clicks / max(len(recent), 1) < settings.ANOMALY_MIN_CLICKS_FOR_CTR:
+        out["expected"], out["z"] = np.nan, np.nan  # too few clicks for a CTR to mean anything
+        return out
+    factors, _overall = _weekday_factors(history, "ctr")
+    factor = factors.loc[out["date"].dt.day_of_week].to_numpy()
+    rate = clicks / impressions * factor
+    expected_clicks = analysed["impressions"].to_numpy(dtype="float64") * rate
+    observed = analysed["clicks"].to_numpy(dtype="float64")
+    fewer = poisson.cdf(observed, np.maximum(expected_clicks, 1e-9))
+    more = poisson.sf(observed - 1, np.maximum(expected_clicks, 1e-9))
+    z = np.where(observed >= expected_clicks, norm.isf(np.clip(more, 1e-300, 0.5)), -norm.isf(np.clip(fewer, 1e-300, 0.5)))
+    out["expected"] = rate * 100.0
+    out["z"] = np.where(analysed["impressions"].to_numpy() > 0, z, np.nan)
     return out
 
 

@@ -23,7 +23,8 @@ Windows end at the reference date *inclusive*: "7 days" is ``(R-7, R]``. Definit
 - ``best_day_of_week`` / ``worst_day_of_week``: weekday (0 = Monday) with the lowest / highest
   CPL over 30 days; a weekday that spent without a lead is the worst of all.
 - ``reach_7d`` (sum of daily reach — Meta's deduplicated reach is not additive, so this is an upper
-  bound), ``frequency_7d`` (= impressions_7d / reach_7d).
+  bound), ``frequency_7d`` (= impressions_7d / reach_7d), ``frequency_trend_7d`` (its relative
+  change on the week before, same rules as the other trends).
 - ``days_with_leads_7d``; ``days_active`` (days with delivery in the loaded history);
   ``age_days`` (days since first delivery, inclusive; missing if it never delivered).
 - ``is_active`` (status ACTIVE), ``has_budget`` (a daily budget > 0 at this level).
@@ -70,6 +71,7 @@ FEATURE_COLUMNS: tuple[str, ...] = (
     "best_day_of_week",
     "worst_day_of_week",
     "frequency_7d",
+    "frequency_trend_7d",
     "reach_7d",
     "days_with_leads_7d",
     "days_active",
@@ -130,19 +132,21 @@ def compute_entity_features(
     sums["days_with_leads_7d"] = ((d["leads"].to_numpy() > 0) & w_short).astype("float64")
     # Reach may be absent (NaN): keep it missing unless some day in the window reported it.
     sums["reach_7d"] = np.where(w_short, d["reach"].to_numpy(), np.nan)
+    sums["reach_prev7d"] = np.where(w_prev, d["reach"].to_numpy(), np.nan)
 
     frame = pd.DataFrame(sums, index=d.index)
     frame["entity_id"] = d["entity_id"].to_numpy()
     grouped = frame.groupby("entity_id", sort=False)
     agg = grouped.sum(min_count=0)
     agg["reach_7d"] = grouped["reach_7d"].sum(min_count=1)
+    agg["reach_prev7d"] = grouped["reach_prev7d"].sum(min_count=1)
     first_seen = d.loc[delivered].groupby("entity_id", sort=False)["date"].min()
 
     # Every entity of the level, including those without a single daily row.
     ent = _entity_frame(entities, agg.index)
     out = pd.DataFrame(index=ent.index)
     out["parent_id"] = ent["parent_id"]
-    agg = agg.reindex(out.index).fillna({c: 0.0 for c in agg.columns if c != "reach_7d"})
+    agg = agg.reindex(out.index).fillna({c: 0.0 for c in agg.columns if not c.startswith("reach_")})
     first_seen = first_seen.reindex(out.index)
     age_days = (ref - first_seen).dt.days + 1.0
 
@@ -188,6 +192,8 @@ def compute_entity_features(
     out["worst_day_of_week"] = worst
 
     out["frequency_7d"] = frequency(agg["impressions_7d"], agg["reach_7d"])
+    previous_frequency = frequency(agg["impressions_prev7d"], agg["reach_prev7d"])
+    out["frequency_trend_7d"] = relative_change(out["frequency_7d"], previous_frequency).where(full_history, np.nan)
     out["reach_7d"] = agg["reach_7d"]
     out["days_with_leads_7d"] = agg["days_with_leads_7d"]
     out["days_active"] = agg["days_active"]

@@ -167,10 +167,13 @@ def analyse_change(
     control_daily: pd.DataFrame | None = None,
     window_before: int = settings.IMPACT_DEFAULT_WINDOW_DAYS,
     window_after: int = settings.IMPACT_DEFAULT_WINDOW_DAYS,
+    data_end=None,  # noqa: ANN001
 ) -> ImpactReport:
     """Impact of a change on one entity. ``*_daily``: rows with date, spend, leads, clicks,
     impressions (control rows are pooled per day). The after-window starts the day after the
-    change (the change day itself is mixed)."""
+    change (the change day itself is mixed). ``data_end``: the last day the data covers (the
+    account's reference date); days up to it without a row are days without delivery — after a
+    pause, that is the point — and days after it are not there yet."""
     if change_type not in settings.IMPACT_PRIMARY_METRICS:
         raise ValueError(f"unknown change type {change_type!r}; expected one of {', '.join(settings.IMPACT_PRIMARY_METRICS)}")
     for name, value in (("window_before", window_before), ("window_after", window_after)):
@@ -181,8 +184,15 @@ def analyse_change(
     before_idx = pd.date_range(day - pd.Timedelta(days=window_before), day - pd.Timedelta(days=1), freq="D")
     after_idx = pd.date_range(day + pd.Timedelta(days=1), day + pd.Timedelta(days=window_after), freq="D")
     pre_idx = pd.date_range(day - pd.Timedelta(days=max(settings.IMPACT_PRE_PERIOD_DAYS, window_before)), day - pd.Timedelta(days=1), freq="D")
-    has_before = entity.index.isin(before_idx).sum()
-    has_after = entity.index.isin(after_idx).sum()
+    if data_end is not None and len(entity):
+        end = pd.Timestamp(data_end).normalize()
+        first = entity.index.min()
+        has_before = int(((before_idx >= first) & (before_idx <= end)).sum())
+        after_idx = after_idx[after_idx <= end]  # days past the data are not zero, just unknown
+        has_after = len(after_idx)
+    else:
+        has_before = int(entity.index.isin(before_idx).sum())
+        has_after = int(entity.index.isin(after_idx).sum())
     if has_before < settings.IMPACT_MIN_WINDOW_DAYS or has_after < settings.IMPACT_MIN_WINDOW_DAYS:
         return ImpactReport("insufficient_data", "inconclusive", {}, INSUFFICIENT)
     # days without a row had no delivery

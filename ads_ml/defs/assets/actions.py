@@ -1,0 +1,169 @@
+"""Actions: ``{level}_recommendations`` (rule engine, into ml_recommendations) and
+``impact_reports`` (before/after verdicts of change events, into ml_impact_reports)."""
+
+import datetime as dt
+
+import dagster as dg
+import pandas as pd
+from pydantic import Field
+
+from ads_ml import settings
+from ads_ml.db.queries import (
+    LevelFeatures,
+    LevelInsights,
+    latest_anomalies,
+    latest_classifications,
+    load_change_events,
+    reported_changes,
+    store_impact_reports,
+    store_recommendations,
+)
+from ads_ml.defs.common import LEVELS, OWNERS, markdown_table
+from ads_ml.defs.partitions import ad_account_partitions
+from ads_ml.defs.resources import DatabaseResource
+from ads_ml.ml.impact import analyse_change
+from ads_ml.ml.recommendations import recommend
+
+
+def build_recommendations_asset(level: str) -> dg.AssetsDefinition:
+    @dg.asset(
+        name=f"{level}_recommendations",
+        ins={"features": dg.AssetIn(f"{level}_features"), "insights": dg.AssetIn(f"{level}_insights")},
+        partitions_def=ad_account_partitions,
+        group_name="actions",
+        kinds={"pandas", "sql"},
+        owners=OWNERS,
+        description=(
+            f"Recommended actions per {level} from the rule engine (scale up, budget up/down, pause, "
+            "reactivate" + (", audience review/expansion/narrowing" if level == "adset" else "")
+            + (", creative refresh/test/winner" if level == "ad" else "") + ") with priority, "
+            "confidence, the reason in numbers and the suggested change; uses the tiers and anomalies "
+            "when they exist. An OPEN recommendation is not issued twice; past expiry it is EXPIRED."
+        ),
+    )
+    def _recommendations(
+        context: dg.AssetExecutionContext, features: LevelFeatures, insights: LevelInsights, database: DatabaseResource
+    ) -> pd.DataFrame:
+        engine = database.engine()
+        budgets = insights.entities.set_index(insights.entities["entity_id"].astype(str))["daily_budget"]
+        tiers = latest_classifications(engine, features.account_id, level)
+        anomalies = latest_anomalies(engine, features.account_id, level)
+        frame = recommend(level, features.features, budgets=budgets, tiers=tiers, anomalies=anomalies)
+        counts = store_recommendations(engine, features.account_id, level, features.reference_date, frame,
+                                       settings.RECOMMENDATION_EXPIRY_DAYS)
+        priority = {"high": 0, "medium": 1, "low": 2}
+        top = frame.assign(_p=frame["priority"].map(priority)).sort_values(["_p", "confidence"], ascending=[True, False])
+        context.add_output_metadata({
+            **counts,
+            "by_type": dg.MetadataValue.json(frame["recommendation_type"].value_counts().to_dict()),
+            "used_tiers": bool(len(tiers)),
+            "used_anomalies": bool(len(anomalies)),
+            "top_recommendations": dg.MetadataValue.md(markdown_table(
+                top[["entity_id", "recommendation_type", "priority", "confidence", "reason"]], max_rows=15)),
+        })
+        return frame
+
+    return _recommendations
+
+
+class ImpactConfig(dg.Config):
+    """Without an entity: every change event whose after-window has elapsed and has no report yet
+    (or the ``change_ids`` given). With an entity: that one change, on demand."""
+
+    change_ids: list[int] = Field(default_factory=list, description="Change events to analyse.")
+    entity_type: str | None = Field(default=None, description="campaign / adset / ad (on demand).")
+    entity_id: str | None = None
+    change_date: str | None = Field(default=None, description="YYYY-MM-DD (on demand).")
+    change_type: str | None = Field(default=None, description=", ".join(settings.CHANGE_TYPES))
+    window_before: int = Field(default=settings.IMPACT_DEFAULT_WINDOW_DAYS, ge=settings.IMPACT_MIN_WINDOW_DAYS,
+                               le=settings.IMPACT_MAX_WINDOW_DAYS)
+    window_after: int = Field(default=settings.IMPACT_DEFAULT_WINDOW_DAYS, ge=settings.IMPACT_MIN_WINDOW_DAYS,
+                              le=settings.IMPACT_MAX_WINDOW_DAYS)
+
+
+def _controls(insights: LevelInsights, entity_id: str) -> pd.DataFrame | None:
+    """The entity's siblings (same parent, same level) pooled as the counterfactual."""
+    entities = insights.entities.assign(entity_id=insights.entities["entity_id"].astype(str))
+    parent = entities.loc[entities["entity_id"] == entity_id, "parent_id"]
+    if parent.empty:
+        return None
+    siblings = set(entities.loc[(entities["parent_id"] == parent.iloc[0]) & (entities["entity_id"] != entity_id), "entity_id"])
+    rows = insights.daily.loc[insights.daily["entity_id"].astype(str).isin(siblings)]
+    return rows if len(rows) else None
+
+
+@dg.asset(
+    name="impact_reports",
+    ins={f"{level}_insights": dg.AssetIn(f"{level}_insights") for level in LEVELS},
+    partitions_def=ad_account_partitions,
+    group_name="actions",
+    kinds={"scipy", "sql"},
+    owners=OWNERS,
+    description=(
+        "Before/after impact of change events (budget, creative, audience, pause, reactivate) on cpl, "
+        "leads, ctr and spend against the entity's siblings as controls, with an autocorrelation-aware "
+        "test; verdict positive / negative / neutral / inconclusive and a recommendation. Written to "
+        "ml_impact_reports; produced by a sensor when a change's after-window has elapsed, and on demand."
+    ),
+)
+def impact_reports(
+    context: dg.AssetExecutionContext,
+    config: ImpactConfig,
+    database: DatabaseResource,
+    campaign_insights: LevelInsights,
+    adset_insights: LevelInsights,
+    ad_insights: LevelInsights,
+) -> pd.DataFrame:
+    engine = database.engine()
+    account_id = context.partition_key
+    by_level = {"campaign": campaign_insights, "adset": adset_insights, "ad": ad_insights}
+    reference = campaign_insights.reference_date
+    if config.entity_id:
+        if config.entity_type not in LEVELS or not config.change_date or config.change_type not in settings.CHANGE_TYPES:
+            raise dg.Failure("on-demand impact needs entity_type (campaign/adset/ad), entity_id, change_date and "
+                             f"change_type ({', '.join(settings.CHANGE_TYPES)})")
+        changes = pd.DataFrame([{"id": None, "entity_type": config.entity_type, "entity_id": config.entity_id,
+                                 "change_date": dt.date.fromisoformat(config.change_date), "change_type": config.change_type}])
+    else:
+        changes = load_change_events(engine, account_id, config.change_ids or None)
+        if not config.change_ids:
+            done = reported_changes(engine, account_id, config.window_before, config.window_after)
+            due = changes["change_date"].map(lambda d: d + dt.timedelta(days=config.window_after) <= reference)
+            keys = list(zip(changes["entity_type"], changes["entity_id"], changes["change_date"], changes["change_type"]))
+            changes = changes.loc[due & pd.Series([k not in done for k in keys], index=changes.index)]
+    rows = []
+    for change in changes.itertuples(index=False):
+        insights = by_level[change.entity_type]
+        daily = insights.daily.loc[insights.daily["entity_id"].astype(str) == str(change.entity_id)]
+        report = analyse_change(daily, change.change_date, change.change_type,
+                                control_daily=_controls(insights, str(change.entity_id)),
+                                window_before=config.window_before, window_after=config.window_after,
+                                data_end=insights.reference_date)
+        rows.append({
+            "account_id": account_id, "entity_type": change.entity_type, "entity_id": str(change.entity_id),
+            "change_event_id": None if change.id is None or pd.isna(change.id) else int(change.id),
+            "change_date": change.change_date, "change_type": change.change_type, "status": report.status,
+            "overall_impact": report.overall_impact, "metric_changes": report.metric_changes,
+            "recommendation": report.recommendation, "counterfactual": report.counterfactual,
+            "window_before": config.window_before, "window_after": config.window_after,
+        })
+    store_impact_reports(engine, rows)
+    frame = pd.DataFrame(rows, columns=["entity_type", "entity_id", "change_date", "change_type", "status",
+                                        "overall_impact", "recommendation", "metric_changes"])
+    summary = frame.assign(
+        cpl_change_pct=[(m.get("cpl") or {}).get("pct_change") for m in frame["metric_changes"]],
+        cpl_p=[(m.get("cpl") or {}).get("p_value") for m in frame["metric_changes"]],
+    )
+    context.add_output_metadata({
+        "reports": len(frame),
+        "by_verdict": dg.MetadataValue.json(frame["overall_impact"].value_counts().to_dict() if len(frame) else {}),
+        "reports_table": dg.MetadataValue.md(markdown_table(
+            summary[["entity_type", "entity_id", "change_date", "change_type", "status", "overall_impact",
+                     "cpl_change_pct", "cpl_p"]], max_rows=20)),
+        "reference_date": reference.isoformat(),
+    })
+    return frame.drop(columns=["metric_changes"]).assign(metric_changes=frame["metric_changes"].map(str))
+
+
+recommendation_assets = [build_recommendations_asset(level) for level in LEVELS]
+action_assets = [*recommendation_assets, impact_reports]
