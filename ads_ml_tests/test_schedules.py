@@ -24,6 +24,7 @@ EXPECTED = {
     "campaign_anomaly_detection_schedule": ("0 * * * *", "campaign_anomaly_detection"),
     "adset_anomaly_detection_schedule": ("30 * * * *", "adset_anomaly_detection"),
     "ad_anomaly_detection_schedule": ("0 */2 * * *", "ad_anomaly_detection"),
+    "recommendations_schedule": ("30 7 * * *", "recommendations"),
 }
 
 

@@ -1,0 +1,106 @@
+"""Recommendations and impact reports through Dagster; the change-events sensor; ads-ml impact."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import dagster as dg
+import pandas as pd
+import sqlalchemy as sa
+
+from ads_ml.cli import main
+from ads_ml.defs.resources import DatabaseResource
+from ads_ml.defs.sensors import change_events_sensor
+from ads_ml.demo import generate_account
+from ads_ml.ingest.changes import import_changes
+from ads_ml.ingest.insights import import_insights
+from ads_ml.runner import materialize_account
+from ads_ml_tests.helpers import count, write_csv
+
+END = dt.date(2026, 6, 30)
+ASSETS = ["campaign_insights", "adset_insights", "ad_insights", "campaign_features", "adset_features", "ad_features",
+          "campaign_recommendations", "adset_recommendations", "ad_recommendations", "impact_reports"]
+
+
+def _account(engine, tmp_path, account_id="act_act"):
+    data = generate_account(n_campaigns=3, adsets_per_campaign=3, ads_per_adset=2, days=90, end_date=END, seed=12)
+    path = tmp_path / f"{account_id}.csv"
+    data.insights.to_csv(path, index=False)
+    import_insights(engine, path, account_id)
+    return data
+
+
+def test_recommendations_and_impact_reports(dagster_instance, engine, tmp_path, capsys):
+    data = _account(engine, tmp_path)
+    adset = data.insights["adset_id"].iloc[0]
+    changes = write_csv(tmp_path / "changes.csv", f"""
+entity_type,entity_id,change_date,change_type,old_value,new_value
+adset,{adset},{END - dt.timedelta(days=20)},budget_change,50,80
+adset,{adset},{END - dt.timedelta(days=3)},audience_change,,
+""")
+    import_changes(engine, changes, "act_act")
+    assert materialize_account("act_act", ASSETS, instance=dagster_instance).success
+    open_before = count(engine, "ml_recommendations", "status = 'OPEN'")
+    assert open_before > 0
+    reports = pd.read_sql(sa.text("select * from ml_impact_reports"), engine.connect())
+    # only the change whose 7-day after-window has elapsed
+    assert len(reports) == 1 and reports["change_type"].iloc[0] == "budget_change"
+    report = reports.iloc[0]
+    changes_json = report["metric_changes"] if isinstance(report["metric_changes"], dict) else json.loads(report["metric_changes"])
+    assert set(changes_json) == {"cpl", "leads", "ctr", "spend"}
+    assert report["status"] == "complete" and report["overall_impact"] in ("positive", "negative", "neutral", "inconclusive")
+    assert report["window_before"] == 7 and report["window_after"] == 7
+
+    # a second run: no duplicate OPEN recommendation, the due report is not redone
+    assert materialize_account("act_act", ASSETS, instance=dagster_instance).success
+    assert count(engine, "ml_recommendations", "status = 'OPEN'") == open_before
+    assert count(engine, "ml_impact_reports") == 1
+    meta = dagster_instance.get_latest_materialization_event(dg.AssetKey("ad_recommendations")).asset_materialization.metadata
+    assert meta["new"].value == 0 and meta["already_open"].value > 0
+
+    # on demand, from the command line, with other windows
+    assert main(["impact", "--account", "act_act", "--entity-type", "adset", "--entity-id", adset,
+                 "--change-date", str(END - dt.timedelta(days=20)), "--change-type", "budget_change",
+                 "--window-before", "14", "--window-after", "10"]) == 0
+    out = capsys.readouterr().out
+    assert "budget_change of adset" in out and "cpl:" in out
+    assert count(engine, "ml_impact_reports") == 2
+
+
+def test_change_events_sensor_requests_exactly_the_due_reports(dagster_instance, engine, db_url, tmp_path):
+    data = _account(engine, tmp_path, "act_sens")
+    adsets = data.insights["adset_id"].unique()
+    changes = write_csv(tmp_path / "changes.csv", f"""
+entity_type,entity_id,change_date,change_type,old_value,new_value
+adset,{adsets[0]},{END - dt.timedelta(days=10)},budget_change,50,80
+adset,{adsets[1]},{END - dt.timedelta(days=3)},creative_change,,
+""")
+    import_changes(engine, changes, "act_sens")
+    with engine.connect() as conn:
+        ids = dict(conn.execute(sa.text("select entity_id, id from change_events")).all())
+
+    def tick(cursor):
+        context = dg.build_sensor_context(instance=dagster_instance, cursor=cursor,
+                                          resources={"database": DatabaseResource(url=db_url)})
+        return change_events_sensor(context)
+
+    first = tick(None)
+    assert [r.partition_key for r in first.run_requests] == ["act_sens"]
+    assert first.run_requests[0].run_config["ops"]["impact_reports"]["config"]["change_ids"] == [ids[adsets[0]]]
+    second = tick(first.cursor)
+    assert not second.run_requests  # the second change is not due yet, the first was requested
+
+    # four more days of insights: the second change's after-window has elapsed
+    later = data.insights.loc[data.insights["date"] == str(END)].copy()
+    rows = []
+    for k in range(1, 5):
+        day = later.copy()
+        day["date"] = str(END + dt.timedelta(days=k))
+        rows.append(day)
+    path = tmp_path / "later.csv"
+    pd.concat(rows).to_csv(path, index=False)
+    import_insights(engine, path, "act_sens")
+    third = tick(second.cursor)
+    assert [r.run_config["ops"]["impact_reports"]["config"]["change_ids"] for r in third.run_requests] == [[ids[adsets[1]]]]
+    assert json.loads(third.cursor)["pending"] == []
