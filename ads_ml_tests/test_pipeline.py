@@ -14,6 +14,7 @@ from ads_ml.runner import PipelineError, materialize_account
 from ads_ml_tests.helpers import count
 
 END = dt.date(2026, 6, 30)
+BASE = [f"{level}_{kind}" for level in ("campaign", "adset", "ad") for kind in ("insights", "features")]
 
 
 @pytest.fixture
@@ -26,7 +27,7 @@ def demo_account(engine, tmp_path):
 
 
 def test_partitioned_materialisation_writes_features_and_replaces_on_rerun(dagster_instance, engine, demo_account):
-    result = materialize_account("act_pipe", instance=dagster_instance)
+    result = materialize_account("act_pipe", BASE, instance=dagster_instance)
     assert result.success
     assert dagster_instance.get_dynamic_partitions("ad_account") == ["act_pipe"]
 
@@ -54,7 +55,7 @@ def test_partitioned_materialisation_writes_features_and_replaces_on_rerun(dagst
     assert all(e.event_specific_data.passed for e in checks)
 
     # Re-running the partition replaces the rows; nothing is duplicated.
-    assert materialize_account("act_pipe", instance=dagster_instance).success
+    assert materialize_account("act_pipe", BASE, instance=dagster_instance).success
     assert count(engine, "ml_features", "entity_type = 'ad'") == n_ads
 
 

@@ -65,7 +65,8 @@ def test_cleaned_real_data_imports_and_materialises(dagster_instance, engine, tm
     assert (result.first_date, result.last_date) == (dt.date(2020, 4, 1), dt.date(2020, 6, 30))
     assert result.campaigns_created == 3 and result.ads_created == cleaned["ad_id"].nunique()
 
-    assert materialize_account("act_online", instance=dagster_instance).success
+    base = [f"{level}_{kind}" for level in ("campaign", "adset", "ad") for kind in ("insights", "features")]
+    assert materialize_account("act_online", base, instance=dagster_instance).success
     ads = load_features(engine, "act_online", "ad")
     assert len(ads) == cleaned["ad_id"].nunique()
     # Ads that spent without a conversion have no CPL — never a CPL of 0.
