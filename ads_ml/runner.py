@@ -80,16 +80,21 @@ def materialize_account(
     finally:
         if own_instance:
             instance.dispose()
-    if raise_on_error and not result.success:
-        failures = [
-            f"{event.step_key}: {event.event_specific_data.error.message.strip().splitlines()[-1]}"
-            for event in result.all_events
-            if event.event_type == dg.DagsterEventType.STEP_FAILURE and event.event_specific_data.error
-        ]
-        raise PipelineError(
-            f"run {result.run_id} for {account_id} failed: " + ("; ".join(failures) or "see the run in dagster dev")
-        )
+    if raise_on_error:
+        _raise_on_failure(result, f"run {result.run_id} for {account_id}")
     return result
+
+
+def _raise_on_failure(result: dg.ExecuteInProcessResult, what: str) -> None:
+    """A PipelineError naming each failed step and the last line of its error."""
+    if result.success:
+        return
+    failures = [
+        f"{event.step_key}: {event.event_specific_data.error.message.strip().splitlines()[-1]}"
+        for event in result.all_events
+        if event.event_type == dg.DagsterEventType.STEP_FAILURE and event.event_specific_data.error
+    ]
+    raise PipelineError(f"{what} failed: " + ("; ".join(failures) or "see the run in dagster dev"))
 
 
 def _defs() -> dg.Definitions:
@@ -124,11 +129,5 @@ def run_impact(
     finally:
         if own_instance:
             instance.dispose()
-    if not result.success:
-        failures = [
-            f"{event.step_key}: {event.event_specific_data.error.message.strip().splitlines()[-1]}"
-            for event in result.all_events
-            if event.event_type == dg.DagsterEventType.STEP_FAILURE and event.event_specific_data.error
-        ]
-        raise PipelineError(f"impact run {result.run_id} for {account_id} failed: " + "; ".join(failures))
+    _raise_on_failure(result, f"impact run {result.run_id} for {account_id}")
     return result

@@ -13,6 +13,15 @@ from ads_ml.defs.partitions import AD_ACCOUNT_PARTITIONS_NAME, ad_account_partit
 from ads_ml.defs.resources import DatabaseResource
 
 
+def _engine_or_reason(database: DatabaseResource):  # noqa: ANN202
+    """(engine, None), or (None, why) before the schema exists: on a fresh install the sensors
+    skip with the reason instead of failing."""
+    try:
+        return database.engine(), None
+    except SchemaError as exc:
+        return None, str(exc)
+
+
 @dg.sensor(
     name="ad_account_partitions_sensor",
     minimum_interval_seconds=60,
@@ -20,10 +29,9 @@ from ads_ml.defs.resources import DatabaseResource
     description="Adds a partition for every active ad account and removes deactivated ones.",
 )
 def ad_account_partitions_sensor(context: dg.SensorEvaluationContext, database: DatabaseResource) -> dg.SensorResult:
-    try:
-        engine = database.engine()
-    except SchemaError as exc:  # a fresh install before `ads-ml migrate` / the first import
-        return dg.SensorResult(skip_reason=dg.SkipReason(str(exc)))
+    engine, why_not = _engine_or_reason(database)
+    if engine is None:
+        return dg.SensorResult(skip_reason=dg.SkipReason(why_not))
     active = set(active_account_ids(engine))
     existing = set(context.instance.get_dynamic_partitions(AD_ACCOUNT_PARTITIONS_NAME))
     to_add = sorted(active - existing)
@@ -48,10 +56,9 @@ def ad_account_partitions_sensor(context: dg.SensorEvaluationContext, database: 
     "requests a run of that account's features and everything downstream.",
 )
 def new_insights_sensor(context: dg.SensorEvaluationContext, database: DatabaseResource) -> dg.SensorResult:
-    try:
-        engine = database.engine()
-    except SchemaError as exc:
-        return dg.SensorResult(skip_reason=dg.SkipReason(str(exc)))
+    engine, why_not = _engine_or_reason(database)
+    if engine is None:
+        return dg.SensorResult(skip_reason=dg.SkipReason(why_not))
     since = dt.datetime.fromisoformat(context.cursor) if context.cursor else None
     changed = accounts_with_new_insights(engine, since)
     if not changed:
@@ -82,10 +89,9 @@ def new_insights_sensor(context: dg.SensorEvaluationContext, database: DatabaseR
     "impact report of exactly the changes that are due.",
 )
 def change_events_sensor(context: dg.SensorEvaluationContext, database: DatabaseResource) -> dg.SensorResult:
-    try:
-        engine = database.engine()
-    except SchemaError as exc:
-        return dg.SensorResult(skip_reason=dg.SkipReason(str(exc)))
+    engine, why_not = _engine_or_reason(database)
+    if engine is None:
+        return dg.SensorResult(skip_reason=dg.SkipReason(why_not))
     state = json.loads(context.cursor) if context.cursor else {"last_id": 0, "pending": []}
     fresh = change_events_after(engine, state["last_id"])
     pending = state["pending"] + [[int(r.id), r.account_id, r.change_date.isoformat()] for r in fresh.itertuples()]

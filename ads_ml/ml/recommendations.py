@@ -99,16 +99,15 @@ def recommend(
                     f"{ratio:.0%} of the account's: the budget limits it; raise it by {s.REC_BUDGET_INCREASE_PCT} %.",
                     {"budget_change_pct": s.REC_BUDGET_INCREASE_PCT, "new_daily_budget": round(budget * (1 + s.REC_BUDGET_INCREASE_PCT / 100), 2)},
                     {**evidence, "daily_budget": budget, "budget_use": round(float(spend / 7 / budget), 3)})
-            if (leads == 0 and np.isfinite(account_cpl_7d) and spend >= s.REC_PAUSE_MIN_SPEND_IN_CPLS * account_cpl_7d) or (
-                    np.isfinite(ratio) and ratio >= s.REC_PAUSE_MIN_CPL_RATIO and leads >= 1):
-                if entity in broken:
-                    pass  # no leads counted because tracking is broken: fixing it comes first
-                else:
-                    why = (f"spent {_money(spend)} in 7 days without a lead ({spend / account_cpl_7d:.1f}× the account CPL)"
-                           if leads == 0 else f"CPL {_money(entity_cpl)} is {ratio:.1f}× the account's {_money(account_cpl_7d)}")
-                    add(entity, "PAUSE", "high", conf if leads else _confidence(spend / account_cpl_7d),
-                        f"It {why}: pause it.", {"status": "PAUSED"}, evidence)
-            elif (np.isfinite(ratio) and ratio >= s.REC_BUDGET_DECREASE_MIN_CPL_RATIO and np.isfinite(trend)
+            pause_case = (leads == 0 and np.isfinite(account_cpl_7d) and spend >= s.REC_PAUSE_MIN_SPEND_IN_CPLS * account_cpl_7d) or (
+                np.isfinite(ratio) and ratio >= s.REC_PAUSE_MIN_CPL_RATIO and leads >= 1)
+            # with tracking broken the leads may be there, just not counted: fixing it comes first
+            if pause_case and entity not in broken:
+                why = (f"spent {_money(spend)} in 7 days without a lead ({spend / account_cpl_7d:.1f}× the account CPL)"
+                       if leads == 0 else f"CPL {_money(entity_cpl)} is {ratio:.1f}× the account's {_money(account_cpl_7d)}")
+                add(entity, "PAUSE", "high", conf if leads else _confidence(spend / account_cpl_7d),
+                    f"It {why}: pause it.", {"status": "PAUSED"}, evidence)
+            if (not pause_case and np.isfinite(ratio) and ratio >= s.REC_BUDGET_DECREASE_MIN_CPL_RATIO and np.isfinite(trend)
                   and trend >= s.REC_BUDGET_DECREASE_MIN_CPL_TREND):
                 add(entity, "BUDGET_DECREASE", "medium", conf,
                     f"CPL {_money(entity_cpl)} is {ratio:.0%} of the account's and rose {trend:+.0%} on the week before: "
