@@ -120,9 +120,10 @@ def main() -> None:
 
     from ads_ml.runner import materialize_account
 
+    features_assets = [f"{level}_{kind}" for level in ("campaign", "adset", "ad") for kind in ("insights", "features")]
     with dg.DagsterInstance.ephemeral() as instance:
         t = time.perf_counter()
-        materialize_account("act_bench", instance=instance)
+        materialize_account("act_bench", features_assets, instance=instance)
         run_s = time.perf_counter() - t
     peak_self = _vm_hwm_mb()
     print(f"Dagster run, insights + features of all three levels (+ 12 checks): {run_s:.1f} s; "
