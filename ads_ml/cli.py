@@ -195,6 +195,7 @@ def _print_report(account_id: str) -> None:
     from ads_ml.db.engine import get_engine
     from ads_ml.db.queries import (
         account_exists,
+        actions_summary,
         forecast_and_anomaly_summary,
         latest_classifications,
         load_features,
@@ -223,9 +224,10 @@ def _print_report(account_id: str) -> None:
             counts = ", ".join(f"{tier} {n}" for tier, n in tiers["tier"].value_counts().items())
             methods = ", ".join(f"{m} {n}" for m, n in tiers["method"].value_counts().items())
             print(f"    tiers ({tiers['reference_date'].iloc[0]}): {counts}  [by {methods}]")
-        summary = forecast_and_anomaly_summary(engine, account_id, level)
-        if summary:
-            print(f"    {summary}")
+        for summary in (forecast_and_anomaly_summary(engine, account_id, level),
+                        actions_summary(engine, account_id, level)):
+            if summary:
+                print(f"    {summary}")
 
 
 def _safe_url() -> str:

@@ -492,3 +492,27 @@ def change_events_after(engine: Engine, last_id: int) -> pd.DataFrame:
         )
     frame["change_date"] = pd.to_datetime(frame["change_date"]).dt.date
     return frame
+
+
+def actions_summary(engine: Engine, account_id: str, entity_type: str) -> str:
+    """One line: OPEN recommendations by type and impact verdicts of the level."""
+    from ads_ml.db.models import ImpactReportRow as I
+    from ads_ml.db.models import Recommendation as R
+
+    with engine.connect() as conn:
+        recs = conn.execute(
+            select(R.recommendation_type, func.count())
+            .where(R.account_id == account_id, R.entity_type == entity_type, R.status == "OPEN")
+            .group_by(R.recommendation_type).order_by(func.count().desc())
+        ).all()
+        verdicts = conn.execute(
+            select(I.overall_impact, func.count())
+            .where(I.account_id == account_id, I.entity_type == entity_type)
+            .group_by(I.overall_impact)
+        ).all()
+    parts = []
+    if recs:
+        parts.append("open recommendations: " + ", ".join(f"{t} {n}" for t, n in recs))
+    if verdicts:
+        parts.append("impact reports: " + ", ".join(f"{v} {n}" for v, n in sorted(verdicts)))
+    return "; ".join(parts)
