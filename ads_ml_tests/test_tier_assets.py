@@ -5,8 +5,6 @@ from __future__ import annotations
 import datetime as dt
 
 import dagster as dg
-import pandas as pd
-import pytest
 import sqlalchemy as sa
 
 from ads_ml.db.queries import latest_classifications

@@ -6,7 +6,6 @@ import datetime as dt
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from ads_ml.demo import generate_account
 from ads_ml.ml.features import compute_entity_features

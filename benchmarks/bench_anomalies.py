@@ -13,7 +13,6 @@ moves CPL) is counted separately, not as a false alarm.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import os
 import time
 
@@ -21,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ads_ml.demo import generate_account
-from ads_ml.ml.anomalies import daily_metrics, detect_task, fit_task, history_window
+from ads_ml.ml.anomalies import daily_metrics, detect_task, fit_task
 from ads_ml.ml.fanout import fan_out
 
 END = pd.Timestamp("2026-06-30")

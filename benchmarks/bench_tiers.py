@@ -13,7 +13,6 @@ entities, plus the accuracy of each against the tier the next 7 days earned.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 
 import numpy as np
 import pandas as pd

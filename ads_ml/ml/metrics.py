@@ -10,8 +10,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-ArrayLike = "float | np.ndarray | pd.Series"
-
 
 def safe_ratio(numerator, denominator, scale: float = 1.0):  # noqa: ANN001, ANN201
     """``numerator / denominator * scale``; NaN where the denominator is 0 or missing."""

@@ -47,7 +47,7 @@ _HALVINGS = 0.5 ** np.arange(0, 80)
 def _neg_log_density(theta: np.ndarray, ys, t, D, X, tau, sps) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
     """Negative log posterior (Stan's propto, no Jacobian) and its gradient, for a batch of
     parameter vectors ``theta`` (B × P) with layout k, m, delta[S], log sigma, beta[K]."""
-    S, K = D.shape[1], X.shape[1]
+    S = D.shape[1]
     k, m = theta[:, 0], theta[:, 1]
     delta = theta[:, 2:2 + S]
     log_sigma = theta[:, 2 + S]
