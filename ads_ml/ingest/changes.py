@@ -11,7 +11,7 @@ from ads_ml import settings
 from ads_ml.db.models import ENTITY_MODELS, ChangeEvent, utcnow
 from ads_ml.db.upsert import upsert
 from ads_ml.ingest.csvfile import Field, InputFileError, iter_batches, parse_dates, read_header, require_values
-from ads_ml.ingest.insights import _ensure_account, validate_account_id
+from ads_ml.ingest.insights import ensure_account, validate_account_id
 
 CHANGE_FIELDS: tuple[Field, ...] = (
     Field("entity_type", ("entitytype", "level"), label='"entity_type"'),
@@ -33,7 +33,7 @@ def import_changes(engine: Engine, path: str | Path, account_id: str) -> int:
     rows = 0
     seen_keys: set[tuple] = set()
     with engine.begin() as conn:
-        _ensure_account(conn, path, account_id, None)
+        ensure_account(conn, path, account_id, None)
         known = {
             level: {i for (i,) in conn.execute(select(model.id).where(model.account_id == account_id))}
             for level, model in ENTITY_MODELS.items()

@@ -116,7 +116,7 @@ def import_insights(
     now = utcnow()
 
     with engine.begin() as conn:
-        _ensure_account(conn, path, account_id, header.extras.get("currency"))
+        ensure_account(conn, path, account_id, header.extras.get("currency"))
         known = _Hierarchy.load(conn, account_id)
         seen_keys: set[int] = set()
         for _first_row, raw in iter_batches(path, header, batch_rows):
@@ -150,7 +150,7 @@ def import_insights(
     return result
 
 
-def _ensure_account(conn: Connection, path: Path, account_id: str, currency: str | None) -> None:
+def ensure_account(conn: Connection, path: Path, account_id: str, currency: str | None) -> None:
     account = conn.execute(select(AdAccount).where(AdAccount.id == account_id)).first()
     if account is None:
         conn.execute(
