@@ -200,6 +200,7 @@ def _print_report(account_id: str) -> None:
         latest_classifications,
         load_features,
         reference_date,
+        top_findings,
     )
 
     engine = get_engine()
@@ -228,6 +229,8 @@ def _print_report(account_id: str) -> None:
                         actions_summary(engine, account_id, level)):
             if summary:
                 print(f"    {summary}")
+        for line in top_findings(engine, account_id, level):
+            print(f"      - {line}")
 
 
 def _safe_url() -> str:

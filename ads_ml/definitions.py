@@ -10,7 +10,7 @@ from ads_ml.defs.assets.forecasting import forecasting_assets
 from ads_ml.defs.assets.insights import insights_assets
 from ads_ml.defs.assets.tiers import tier_assets
 from ads_ml.defs.checks import insights_checks
-from ads_ml.defs.io_managers import ModelIOManager
+from ads_ml.defs.io_managers import DatabaseIOManager, ModelIOManager
 from ads_ml.defs.jobs import all_jobs
 from ads_ml.defs.schedules import schedules
 from ads_ml.defs.resources import DatabaseResource, FanoutResource, ModelStoreResource
@@ -23,6 +23,7 @@ def build_resources() -> dict:
     return {
         "database": database,
         "model_store": model_store,
+        "io_manager": DatabaseIOManager(database=database),
         "model_io_manager": ModelIOManager(database=database, model_store=model_store),
         "fanout": FanoutResource(),
     }

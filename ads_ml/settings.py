@@ -162,6 +162,26 @@ TIER_XGB_PARAMS = {
 SCHEDULE_TIMEZONE_ENV = "ADS_ML_SCHEDULE_TIMEZONE"
 
 
+def schedule_cron(name: str) -> str:
+    """Cron of schedule ``name``: ``ADS_ML_SCHEDULE_<NAME>`` (e.g. ``ADS_ML_SCHEDULE_AD_ANOMALY_DETECTION="*/30 * * * *"``)
+    or the default in ``SCHEDULES``. Read when the code location loads."""
+    value = os.environ.get(f"ADS_ML_SCHEDULE_{name.upper()}", "").strip()
+    return value or SCHEDULES[name]
+
+
+SENSOR_INTERVAL_ENV = "ADS_ML_SENSOR_INTERVAL_SECONDS"
+
+
+def sensor_interval_seconds(default: int) -> int:
+    """Minimum seconds between evaluations of the sensors (``ADS_ML_SENSOR_INTERVAL_SECONDS``)."""
+    value = os.environ.get(SENSOR_INTERVAL_ENV, "").strip()
+    if not value:
+        return default
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"{SENSOR_INTERVAL_ENV}={value!r}: expected a whole number of seconds ≥ 1")
+    return int(value)
+
+
 def schedule_timezone() -> str:
     """Timezone the schedules' cron times are read in (``ADS_ML_SCHEDULE_TIMEZONE``, default UTC)."""
     return os.environ.get(SCHEDULE_TIMEZONE_ENV, "").strip() or "UTC"

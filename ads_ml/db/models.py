@@ -311,6 +311,27 @@ class EnsembleWeight(Base):
     calibrated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class ForecastValidation(Base):
+    """How the calibrated ensemble and the seasonal-naive baseline did on one entity's validation
+    window (written with the weights; forecasts record whether the ensemble beat the baseline)."""
+
+    __tablename__ = "ml_forecast_validation"
+    __table_args__ = (
+        UniqueConstraint("account_id", "entity_type", "entity_id", "metric", name="uq_ml_forecast_validation_key"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    account_id: Mapped[str] = mapped_column(String(64))
+    entity_type: Mapped[str] = mapped_column(String(16))
+    entity_id: Mapped[str] = mapped_column(String(64))
+    metric: Mapped[str] = mapped_column(String(16))
+    error_metric: Mapped[str] = mapped_column(String(8))
+    ensemble_error: Mapped[float | None] = mapped_column(Float)
+    baseline_error: Mapped[float | None] = mapped_column(Float)
+    beat_baseline: Mapped[bool] = mapped_column(Boolean)
+    reference_date: Mapped[dt.date] = mapped_column(Date)
+
+
 class ForecastRow(Base):
     """One day of a 7-day forecast of one entity and metric."""
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -15,7 +15,9 @@ from ads_ml.db.models import (
     AdAccount,
     Classification,
     DailyInsight,
+    EnsembleWeight,
     FeatureRow,
+    ForecastValidation,
     TierFeedback,
     utcnow,
 )
@@ -36,6 +38,10 @@ class LevelInsights:
     daily: pd.DataFrame  # DAILY_COLUMNS plus parent_id; date as datetime64
     entities: pd.DataFrame  # entity_id, parent_id, name, status, daily_budget
 
+    @property
+    def has_data(self) -> bool:
+        return not self.daily.empty
+
 
 @dataclass
 class LevelFeatures:
@@ -45,6 +51,17 @@ class LevelFeatures:
     entity_type: str
     reference_date: dt.date
     features: pd.DataFrame  # index entity_id; parent_id + FEATURE_COLUMNS
+
+
+@dataclass
+class EnsembleCalibration:
+    """Forecast ensemble weights per metric and method, and what the validation showed per entity."""
+
+    reference_date: dt.date | None
+    weights: dict[str, dict[str, float]]
+    error_metric: dict[str, str]
+    pooled_errors: dict[str, dict[str, float | None]]
+    per_entity: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def reference_date(engine: Engine, account_id: str) -> dt.date | None:
@@ -172,6 +189,59 @@ def load_features(engine: Engine, account_id: str, entity_type: str) -> pd.DataF
     frame.insert(0, "parent_id", [r.parent_id for r in rows])
     frame.insert(1, "reference_date", [_as_date(r.reference_date) for r in rows])
     return frame
+
+
+def load_level_features(engine: Engine, account_id: str, entity_type: str, feature_columns: list[str],
+                        fallback_date: dt.date) -> LevelFeatures:
+    """The features last written for a level (``ml_features``), as the features asset returned them;
+    an empty frame with the feature columns when there are none."""
+    stored = load_features(engine, account_id, entity_type)
+    if stored.empty:
+        empty = pd.DataFrame(columns=["parent_id", *feature_columns], index=pd.Index([], name="entity_id"))
+        return LevelFeatures(account_id, entity_type, fallback_date, empty.astype({c: "float64" for c in feature_columns}))
+    ref = stored["reference_date"].max()
+    frame = stored.drop(columns=["reference_date"]).reindex(columns=["parent_id", *feature_columns])
+    return LevelFeatures(account_id, entity_type, ref, frame)
+
+
+def replace_calibration(engine: Engine, account_id: str, entity_type: str, weight_rows: list[dict],
+                        validation_rows: list[dict]) -> None:
+    """Replace a level's ensemble weights and per-entity validation in one transaction."""
+    where = (("account_id", account_id), ("entity_type", entity_type))
+    with engine.begin() as conn:
+        for model, rows in ((EnsembleWeight, weight_rows), (ForecastValidation, validation_rows)):
+            table = model.__table__
+            conn.execute(delete(table).where(*[table.c[k] == v for k, v in where]))
+            if rows:
+                conn.execute(table.insert(), [to_jsonable_row(r) for r in rows])
+
+
+def load_calibration(engine: Engine, account_id: str, entity_type: str, baseline: str) -> EnsembleCalibration:
+    """The level's stored ensemble calibration; empty weights (the forecasts then weigh the methods
+    equally) when it has never been calibrated."""
+    w, v = EnsembleWeight, ForecastValidation
+    with engine.connect() as conn:
+        weights = conn.execute(
+            select(w.metric, w.method, w.weight, w.validation_error, w.error_metric, w.baseline_error, w.reference_date)
+            .where(w.account_id == account_id, w.entity_type == entity_type)
+        ).all()
+        validation = pd.read_sql(
+            select(v.entity_id, v.metric, v.error_metric, v.ensemble_error, v.baseline_error, v.beat_baseline)
+            .where(v.account_id == account_id, v.entity_type == entity_type).order_by(v.entity_id, v.metric),
+            conn,
+        )
+    by_metric: dict[str, dict[str, float]] = {}
+    error_metric: dict[str, str] = {}
+    pooled: dict[str, dict[str, float | None]] = {}
+    for r in weights:
+        by_metric.setdefault(r.metric, {})[r.method] = float(r.weight)
+        error_metric[r.metric] = r.error_metric
+        pooled.setdefault(r.metric, {})[r.method] = r.validation_error
+        pooled[r.metric][baseline] = r.baseline_error
+    if len(validation):
+        validation["beat_baseline"] = validation["beat_baseline"].astype(bool)
+    ref = max((_as_date(r.reference_date) for r in weights), default=None)
+    return EnsembleCalibration(ref, by_metric, error_metric, pooled, validation)
 
 
 def active_account_ids(engine: Engine) -> list[str]:
@@ -516,3 +586,40 @@ def actions_summary(engine: Engine, account_id: str, entity_type: str) -> str:
     if verdicts:
         parts.append("impact reports: " + ", ".join(f"{v} {n}" for v, n in sorted(verdicts)))
     return "; ".join(parts)
+
+
+def top_findings(engine: Engine, account_id: str, entity_type: str, limit: int = 5) -> list[str]:
+    """Lines naming the level's most urgent OPEN recommendations and its anomalies of the latest
+    day, each as ``name (id)`` so a marketer recognises the entity."""
+    from ads_ml.db.models import Anomaly as A
+    from ads_ml.db.models import Recommendation as R
+
+    names = load_entities(engine, account_id, entity_type)
+    names = dict(zip(names["entity_id"].astype(str), names["name"]))
+
+    def label(entity_id: str) -> str:
+        name = names.get(str(entity_id))
+        return f"{name} ({entity_id})" if name else str(entity_id)
+
+    priority = {"high": 0, "medium": 1, "low": 2}
+    severity = {"critical": 0, "high": 1, "medium": 2, "low": 3}
+    with engine.connect() as conn:
+        recs = conn.execute(
+            select(R.entity_id, R.recommendation_type, R.priority, R.reason)
+            .where(R.account_id == account_id, R.entity_type == entity_type, R.status == "OPEN")
+        ).all()
+        latest = conn.execute(
+            select(func.max(A.anomaly_date)).where(A.account_id == account_id, A.entity_type == entity_type)
+        ).scalar_one_or_none()
+        anomalies = conn.execute(
+            select(A.entity_id, A.metric, A.severity, A.observed_value, A.expected_value)
+            .where(A.account_id == account_id, A.entity_type == entity_type, A.anomaly_date == latest)
+        ).all() if latest else []
+    lines = []
+    for r in sorted(recs, key=lambda r: (priority.get(r.priority, 9), r.entity_id))[:limit]:
+        lines.append(f"{r.recommendation_type} [{r.priority}] {label(r.entity_id)}: {r.reason}")
+    for a in sorted(anomalies, key=lambda a: (severity.get(a.severity, 9), a.entity_id))[:limit]:
+        expected = "—" if a.expected_value is None else f"{a.expected_value:,.2f}"
+        lines.append(f"anomaly [{a.severity}] {label(a.entity_id)}: {a.metric} {a.observed_value:,.2f} "
+                     f"(expected {expected}) on {latest}")
+    return lines

@@ -27,3 +27,31 @@ def markdown_table(frame: pd.DataFrame, max_rows: int = 10, decimals: int = 2) -
     if not isinstance(shown.index, pd.RangeIndex):
         shown = shown.reset_index()
     return shown.map(cell).to_markdown(index=False, disable_numparse=True)
+
+
+def entity_names(entities: pd.DataFrame) -> pd.Series:
+    """Entity id (as text) → name, from an insights' ``entities`` frame."""
+    if entities is None or entities.empty or "name" not in entities.columns:
+        return pd.Series(dtype="object")
+    return pd.Series(entities["name"].to_numpy(), index=entities["entity_id"].astype(str)).dropna()
+
+
+def with_names(frame: pd.DataFrame, names: pd.Series) -> pd.DataFrame:
+    """``frame`` with a ``name`` column beside its entity id (an ``entity_id`` column or index), so
+    a marketer reads names, not only numeric ids. Unknown ids get no name."""
+    if "entity_id" not in frame.columns and "entity_id" in list(frame.index.names):
+        frame = frame.reset_index()
+    if "entity_id" in frame.columns:
+        ids = frame["entity_id"].astype(str)
+        out = frame.copy()
+        out.insert(list(out.columns).index("entity_id") + 1, "name", ids.map(names).to_numpy())
+        return out
+    return frame
+
+
+def no_data_metadata(has_data: bool, account_id: str) -> dict:
+    """Metadata saying a partition had no insights to work on ({} when it had some)."""
+    if has_data:
+        return {}
+    return {"no_data": True,
+            "note": f"account {account_id} has no insights in the window: nothing to compute (import insights first)"}

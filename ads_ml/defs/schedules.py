@@ -1,7 +1,7 @@
 """Schedules replacing Celery Beat: each tick requests one run per ad-account partition.
 
 A custom ``@schedule`` (``build_schedule_from_partitioned_job`` refuses purely dynamic partitions).
-Cron times live in ``settings.SCHEDULES``; the timezone is ``ADS_ML_SCHEDULE_TIMEZONE`` (UTC)."""
+Cron times live in ``settings.SCHEDULES`` (``ADS_ML_SCHEDULE_<NAME>`` overrides one); the timezone is ``ADS_ML_SCHEDULE_TIMEZONE`` (UTC)."""
 
 import dagster as dg
 
@@ -28,7 +28,7 @@ from ads_ml.defs.partitions import AD_ACCOUNT_PARTITIONS_NAME
 def build_account_schedule(name: str, job, description: str, run_config: dict | None = None) -> dg.ScheduleDefinition:  # noqa: ANN001
     @dg.schedule(
         name=f"{name}_schedule",
-        cron_schedule=settings.SCHEDULES[name],
+        cron_schedule=settings.schedule_cron(name),
         job=job,
         execution_timezone=settings.schedule_timezone(),
         default_status=dg.DefaultScheduleStatus.RUNNING,

@@ -24,7 +24,7 @@ def _engine_or_reason(database: DatabaseResource):  # noqa: ANN202
 
 @dg.sensor(
     name="ad_account_partitions_sensor",
-    minimum_interval_seconds=60,
+    minimum_interval_seconds=settings.sensor_interval_seconds(60),
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Adds a partition for every active ad account and removes deactivated ones.",
 )
@@ -50,7 +50,7 @@ def ad_account_partitions_sensor(context: dg.SensorEvaluationContext, database: 
 @dg.sensor(
     name="new_insights_sensor",
     job=account_refresh_job,
-    minimum_interval_seconds=60,
+    minimum_interval_seconds=settings.sensor_interval_seconds(60),
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="When insight rows of an account change (cursor on daily_insights.updated_at), "
     "requests a run of that account's features and everything downstream.",
@@ -82,7 +82,7 @@ def new_insights_sensor(context: dg.SensorEvaluationContext, database: DatabaseR
 @dg.sensor(
     name="change_events_sensor",
     job=impact_job,
-    minimum_interval_seconds=300,
+    minimum_interval_seconds=settings.sensor_interval_seconds(300),
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Keeps a cursor on change_events (last id seen, and the changes still waiting for "
     "their after-window); when an account's insights reach a change's date + 7 days, requests the "

@@ -18,7 +18,8 @@ from ads_ml.db.queries import (
     store_impact_reports,
     store_recommendations,
 )
-from ads_ml.defs.common import LEVELS, OWNERS, markdown_table
+from ads_ml.defs.common import LEVELS, OWNERS, entity_names, markdown_table, no_data_metadata, with_names
+from ads_ml.defs.io_managers import stored_as
 from ads_ml.defs.partitions import ad_account_partitions
 from ads_ml.defs.resources import DatabaseResource
 from ads_ml.ml.impact import analyse_change
@@ -28,6 +29,7 @@ from ads_ml.ml.recommendations import recommend
 def build_recommendations_asset(level: str) -> dg.AssetsDefinition:
     @dg.asset(
         name=f"{level}_recommendations",
+        metadata=stored_as("table", level),
         ins={"features": dg.AssetIn(f"{level}_features"), "insights": dg.AssetIn(f"{level}_insights")},
         partitions_def=ad_account_partitions,
         group_name="actions",
@@ -54,12 +56,14 @@ def build_recommendations_asset(level: str) -> dg.AssetsDefinition:
         priority = {"high": 0, "medium": 1, "low": 2}
         top = frame.assign(_p=frame["priority"].map(priority)).sort_values(["_p", "confidence"], ascending=[True, False])
         context.add_output_metadata({
+            **no_data_metadata(insights.has_data, features.account_id),
             **counts,
             "by_type": dg.MetadataValue.json(frame["recommendation_type"].value_counts().to_dict()),
             "used_tiers": bool(len(tiers)),
             "used_anomalies": bool(len(anomalies)),
-            "top_recommendations": dg.MetadataValue.md(markdown_table(
-                top[["entity_id", "recommendation_type", "priority", "confidence", "reason"]], max_rows=15)),
+            "top_recommendations": dg.MetadataValue.md(markdown_table(with_names(
+                top[["entity_id", "recommendation_type", "priority", "confidence", "reason"]],
+                entity_names(insights.entities)), max_rows=15)),
         })
         return frame
 
@@ -94,6 +98,7 @@ def _controls(insights: LevelInsights, entity_id: str) -> pd.DataFrame | None:
 
 @dg.asset(
     name="impact_reports",
+    metadata=stored_as("table"),
     ins={f"{level}_insights": dg.AssetIn(f"{level}_insights") for level in LEVELS},
     partitions_def=ad_account_partitions,
     group_name="actions",
@@ -154,12 +159,15 @@ def impact_reports(
         cpl_change_pct=[(m.get("cpl") or {}).get("pct_change") for m in frame["metric_changes"]],
         cpl_p=[(m.get("cpl") or {}).get("p_value") for m in frame["metric_changes"]],
     )
+    names = pd.concat([entity_names(i.entities) for i in by_level.values()])
+    names = names[~names.index.duplicated()]
     context.add_output_metadata({
+        **no_data_metadata(campaign_insights.has_data, account_id),
         "reports": len(frame),
         "by_verdict": dg.MetadataValue.json(frame["overall_impact"].value_counts().to_dict() if len(frame) else {}),
-        "reports_table": dg.MetadataValue.md(markdown_table(
+        "reports_table": dg.MetadataValue.md(markdown_table(with_names(
             summary[["entity_type", "entity_id", "change_date", "change_type", "status", "overall_impact",
-                     "cpl_change_pct", "cpl_p"]], max_rows=20)),
+                     "cpl_change_pct", "cpl_p"]], names), max_rows=20)),
         "reference_date": reference.isoformat(),
     })
     return frame.drop(columns=["metric_changes"]).assign(metric_changes=frame["metric_changes"].map(str))

@@ -8,8 +8,8 @@ from pydantic import Field
 from ads_ml import settings
 from ads_ml.db.model_registry import ModelArtifact, StoredModel
 from ads_ml.db.queries import LevelInsights, replace_anomalies
-from ads_ml.defs.common import LEVELS, OWNERS, markdown_table
-from ads_ml.defs.io_managers import model_asset_metadata
+from ads_ml.defs.common import LEVELS, OWNERS, entity_names, markdown_table, no_data_metadata, with_names
+from ads_ml.defs.io_managers import model_asset_metadata, stored_as
 from ads_ml.defs.partitions import ad_account_partitions
 from ads_ml.defs.resources import DatabaseResource, FanoutResource
 from ads_ml.ml.anomalies import ANOMALY_COLUMNS, daily_metrics, detect_task, fit_task, history_window
@@ -70,6 +70,7 @@ def build_models_asset(level: str) -> dg.AssetsDefinition:
             for entity, forest in sorted(result.results.items())
         ]
         context.add_output_metadata({
+            **no_data_metadata(insights.has_data, insights.account_id),
             "models": len(artifacts),
             "skipped_too_little_history": too_short,
             "failed": len(result.errors),
@@ -85,6 +86,7 @@ def build_models_asset(level: str) -> dg.AssetsDefinition:
 def build_anomalies_asset(level: str) -> dg.AssetsDefinition:
     @dg.asset(
         name=f"{level}_anomalies",
+        metadata=stored_as("table", level),
         ins={"insights": dg.AssetIn(f"{level}_insights"), "models": dg.AssetIn(f"{level}_isolation_forest_models")},
         partitions_def=ad_account_partitions,
         group_name="anomalies",
@@ -133,15 +135,16 @@ def build_anomalies_asset(level: str) -> dg.AssetsDefinition:
             top = found.assign(_rank=found["severity"].map(severity_rank), _size=found["deviation_score"].abs())
             top = top.sort_values(["_rank", "_size"], ascending=[True, False])
         context.add_output_metadata({
+            **no_data_metadata(insights.has_data, insights.account_id),
             "anomalies": len(found),
             "entities_checked": len(items),
             "entities_with_model": sum(1 for _e, p in items if p[3] is not None),
             "window": f"{first_day} .. {ref.date()}",
             "by_severity": dg.MetadataValue.json(found["severity"].value_counts().to_dict() if len(found) else {}),
             "by_metric": dg.MetadataValue.json(found["metric"].value_counts().to_dict() if len(found) else {}),
-            "top_anomalies": dg.MetadataValue.md(markdown_table(
+            "top_anomalies": dg.MetadataValue.md(markdown_table(with_names(
                 top[["entity_id", "anomaly_date", "metric", "observed_value", "expected_value", "deviation_score", "severity", "method"]]
-                if len(top) else top, max_rows=15)),
+                if len(top) else top, entity_names(insights.entities)), max_rows=15)),
             "failed": len(result.errors),
         })
         return found

@@ -4,7 +4,8 @@ computed for the whole level at once and stored in ``ml_features``."""
 import dagster as dg
 
 from ads_ml.db.queries import LevelFeatures, LevelInsights, replace_features
-from ads_ml.defs.common import LEVELS, OWNERS, markdown_table
+from ads_ml.defs.common import LEVELS, OWNERS, entity_names, markdown_table, no_data_metadata, with_names
+from ads_ml.defs.io_managers import stored_as
 from ads_ml.defs.partitions import ad_account_partitions
 from ads_ml.defs.resources import DatabaseResource
 from ads_ml.ml.features import FEATURE_COLUMNS, compute_entity_features
@@ -15,6 +16,7 @@ PREVIEW_COLUMNS = ["spend_7d", "leads_7d", "cpl_7d", "ctr_7d", "cpl_trend_7d", "
 def build_features_asset(level: str) -> dg.AssetsDefinition:
     @dg.asset(
         name=f"{level}_features",
+        metadata=stored_as("features", level),
         ins={"insights": dg.AssetIn(f"{level}_insights")},
         partitions_def=ad_account_partitions,
         group_name="features",
@@ -32,15 +34,17 @@ def build_features_asset(level: str) -> dg.AssetsDefinition:
             database.engine(), insights.account_id, level, features, insights.reference_date
         )
         missing_cpl = int(features["cpl_7d"].isna().sum())
+        names = entity_names(insights.entities)
         context.add_output_metadata(
             {
+                **no_data_metadata(insights.has_data, insights.account_id),
                 "entities": written,
                 "features": len(FEATURE_COLUMNS),
                 "reference_date": insights.reference_date.isoformat(),
                 "active_entities": int(features["is_active"].sum()),
                 "entities_without_cpl_7d": missing_cpl,
                 "preview": dg.MetadataValue.md(
-                    markdown_table(features.sort_values("spend_7d", ascending=False)[PREVIEW_COLUMNS])
+                    markdown_table(with_names(features.sort_values("spend_7d", ascending=False)[PREVIEW_COLUMNS], names))
                 ),
             }
         )

@@ -2,9 +2,7 @@
 daily) and ``{level}_forecasts`` (7 days of CPL, leads and spend per entity, into ml_forecasts)."""
 
 import base64
-import datetime as dt
 import io
-from dataclasses import dataclass, field
 
 import dagster as dg
 import numpy as np
@@ -13,9 +11,10 @@ from pydantic import Field
 
 from ads_ml import settings
 from ads_ml.db.model_registry import safe_component, write_json_atomically
-from ads_ml.db.models import EnsembleWeight, ForecastRow, ProphetParams
-from ads_ml.db.queries import LevelInsights, load_prophet_params, replace_rows
-from ads_ml.defs.common import LEVELS, OWNERS, markdown_table
+from ads_ml.db.models import ForecastRow, ProphetParams
+from ads_ml.db.queries import EnsembleCalibration, LevelInsights, load_prophet_params, replace_calibration, replace_rows
+from ads_ml.defs.common import LEVELS, OWNERS, entity_names, markdown_table, no_data_metadata, with_names
+from ads_ml.defs.io_managers import stored_as
 from ads_ml.defs.partitions import ad_account_partitions
 from ads_ml.defs.resources import DatabaseResource, FanoutResource, ModelStoreResource
 from ads_ml.ml.forecasting import (
@@ -46,20 +45,10 @@ class ProphetTuningConfig(dg.Config):
                                description="Metrics to tune: cpl and/or leads.")
 
 
-@dataclass
-class EnsembleCalibration:
-    """Weights per metric and method, and what the validation showed per entity."""
-
-    reference_date: dt.date
-    weights: dict[str, dict[str, float]]
-    error_metric: dict[str, str]
-    pooled_errors: dict[str, dict[str, float]]
-    per_entity: pd.DataFrame = field(default_factory=pd.DataFrame)
-
-
 def build_prophet_params_asset(level: str) -> dg.AssetsDefinition:
     @dg.asset(
         name=f"{level}_prophet_params",
+        metadata=stored_as("table", level),
         ins={"insights": dg.AssetIn(f"{level}_insights")},
         partitions_def=ad_account_partitions,
         group_name="forecasting",
@@ -128,6 +117,7 @@ def build_prophet_params_asset(level: str) -> dg.AssetsDefinition:
             choices.value_counts().rename("entities").reset_index() if len(choices) else pd.DataFrame()
         )
         context.add_output_metadata({
+            **no_data_metadata(insights.has_data, insights.account_id),
             "summary": dg.MetadataValue.md(markdown_table(frame, decimals=1)),
             "tuned": int(frame["tuned"].sum()),
             "insufficient_data": int(frame["insufficient_data"].sum()),
@@ -142,6 +132,7 @@ def build_prophet_params_asset(level: str) -> dg.AssetsDefinition:
 def build_ensemble_weights_asset(level: str) -> dg.AssetsDefinition:
     @dg.asset(
         name=f"{level}_ensemble_weights",
+        metadata=stored_as("ensemble_weights", level),
         ins={"insights": dg.AssetIn(f"{level}_insights")},
         deps=[f"{level}_prophet_params"],
         partitions_def=ad_account_partitions,
@@ -199,11 +190,15 @@ def build_ensemble_weights_asset(level: str) -> dg.AssetsDefinition:
                              "n_entities": len(validated), "reference_date": insights.reference_date})
             for entity, error in result.errors.items():
                 context.log.error(f"validation of {entity} {metric} failed: {error}")
-        replace_rows(engine, EnsembleWeight, {"account_id": insights.account_id, "entity_type": level}, rows)
+        replace_calibration(engine, insights.account_id, level, rows, [
+            {"account_id": insights.account_id, "entity_type": level, "reference_date": insights.reference_date, **r}
+            for r in per_entity
+        ])
         table = pd.DataFrame(rows)[["metric", "method", "weight", "validation_error", "error_metric", "baseline_error", "n_entities"]]
         entity_frame = pd.DataFrame(per_entity)
         beat = entity_frame.groupby("metric")["beat_baseline"].mean().to_dict() if len(entity_frame) else {}
         context.add_output_metadata({
+            **no_data_metadata(insights.has_data, insights.account_id),
             "weights": dg.MetadataValue.md(markdown_table(table, max_rows=12, decimals=3)),
             "share_beating_seasonal_naive": dg.MetadataValue.json({k: round(float(v), 3) for k, v in beat.items()}),
             "entities_validated": len(entity_frame["entity_id"].unique()) if len(entity_frame) else 0,
@@ -216,6 +211,7 @@ def build_ensemble_weights_asset(level: str) -> dg.AssetsDefinition:
 def build_forecasts_asset(level: str) -> dg.AssetsDefinition:
     @dg.asset(
         name=f"{level}_forecasts",
+        metadata=stored_as("table", level),
         ins={"insights": dg.AssetIn(f"{level}_insights"), "calibration": dg.AssetIn(f"{level}_ensemble_weights")},
         partitions_def=ad_account_partitions,
         group_name="forecasting",
@@ -267,6 +263,7 @@ def build_forecasts_asset(level: str) -> dg.AssetsDefinition:
         frame = pd.DataFrame(rows)
         skipped = len(entities) - len(result.results) - len(result.errors)
         metadata = {
+            **no_data_metadata(insights.has_data, insights.account_id),
             "entities_forecast": len(result.results),
             "failed": len(result.errors),
             "skipped_too_little_history": skipped,
@@ -278,18 +275,19 @@ def build_forecasts_asset(level: str) -> dg.AssetsDefinition:
         if len(frame):
             spend = insights.daily.groupby("entity_id")["spend"].sum().sort_values(ascending=False)
             top = [str(e) for e in spend.index[:4] if str(e) in result.results]
-            metadata["forecast_plot"] = dg.MetadataValue.md(_plot_markdown(by_metric, result.results, top, level))
+            names = entity_names(insights.entities)
+            metadata["forecast_plot"] = dg.MetadataValue.md(_plot_markdown(by_metric, result.results, top, level, names))
             ensemble = frame.loc[frame["method"] == "ensemble"]
             preview = ensemble.loc[ensemble["entity_id"].isin(top)].pivot_table(
                 index=["entity_id", "forecast_date"], columns="metric", values="predicted_value")
-            metadata["top_entities"] = dg.MetadataValue.md(markdown_table(preview, max_rows=14))
+            metadata["top_entities"] = dg.MetadataValue.md(markdown_table(with_names(preview, names), max_rows=14))
         context.add_output_metadata(metadata)
         return frame
 
     return _forecasts
 
 
-def _plot_markdown(by_metric: dict, results: dict, entities: list[str], level: str) -> str:
+def _plot_markdown(by_metric: dict, results: dict, entities: list[str], level: str, names: pd.Series) -> str:
     """A PNG (inline) of the last 30 days and the 7-day ensemble forecast of the top entities."""
     import matplotlib
 
@@ -304,7 +302,7 @@ def _plot_markdown(by_metric: dict, results: dict, entities: list[str], level: s
             forecast = results.get(entity, {}).get(metric, {}).get("ensemble")
             if history is None or forecast is None:
                 continue
-            line, = ax.plot(history.index[-30:], history.to_numpy()[-30:], linewidth=1.2, label=f"{level} {entity}")
+            line, = ax.plot(history.index[-30:], history.to_numpy()[-30:], linewidth=1.2, label=f"{names.get(entity, level)} ({entity})")
             ax.plot(forecast.dates, forecast.value, linestyle="--", color=line.get_color())
             ax.fill_between(forecast.dates, forecast.lower, forecast.upper, color=line.get_color(), alpha=0.15)
         ax.set_ylabel(metric.upper() if metric == "cpl" else metric)

@@ -9,9 +9,16 @@ import pandas as pd
 
 from ads_ml import settings
 from ads_ml.db.model_registry import ModelArtifact, StoredModel
-from ads_ml.db.queries import LevelFeatures, LevelInsights, load_feedback, previous_tiers, replace_classifications
-from ads_ml.defs.common import LEVELS, OWNERS, markdown_table
-from ads_ml.defs.io_managers import model_asset_metadata
+from ads_ml.db.queries import (
+    LevelFeatures,
+    LevelInsights,
+    load_entities,
+    load_feedback,
+    previous_tiers,
+    replace_classifications,
+)
+from ads_ml.defs.common import LEVELS, OWNERS, entity_names, markdown_table, no_data_metadata, with_names
+from ads_ml.defs.io_managers import model_asset_metadata, stored_as
 from ads_ml.defs.partitions import ad_account_partitions
 from ads_ml.defs.resources import DatabaseResource
 from ads_ml.ml.features import FEATURE_COLUMNS
@@ -88,7 +95,7 @@ def build_tier_classifier_asset(level: str) -> dg.AssetsDefinition:
         feedback = load_feedback(database.engine(), insights.account_id, level)
         training = build_training_set(insights.daily, insights.entities, insights.reference_date, feedback)
         result = train_tier_classifier(training)
-        context.add_output_metadata(_training_metadata(result))
+        context.add_output_metadata({**no_data_metadata(insights.has_data, insights.account_id), **_training_metadata(result)})
         if result.status != "trained":
             context.log.warning(f"{level} tier classifier not trained for {insights.account_id}: {result.reason}")
             return None
@@ -118,7 +125,8 @@ def transfer_classifier(
     campaigns = int(insights.daily["entity_id"].nunique())
     if campaigns < settings.TRANSFER_MIN_CAMPAIGNS:
         reason = f"{campaigns} campaigns with delivery, at least {settings.TRANSFER_MIN_CAMPAIGNS} needed"
-        context.add_output_metadata({"status": "insufficient_data", "reason": reason, "campaigns": campaigns})
+        context.add_output_metadata({**no_data_metadata(insights.has_data, insights.account_id),
+                                     "status": "insufficient_data", "reason": reason, "campaigns": campaigns})
         return None
     feedback = load_feedback(database.engine(), insights.account_id, "campaign")
     training = build_training_set(insights.daily, insights.entities, insights.reference_date, feedback)
@@ -132,6 +140,7 @@ def transfer_classifier(
 def build_classifications_asset(level: str) -> dg.AssetsDefinition:
     @dg.asset(
         name=f"{level}_classifications",
+        metadata=stored_as("table", level),
         ins={
             "features": dg.AssetIn(f"{level}_features"),
             "tier_model": dg.AssetIn(f"{level}_tier_classifier"),
@@ -172,6 +181,7 @@ def build_classifications_asset(level: str) -> dg.AssetsDefinition:
         written = replace_classifications(engine, features.account_id, level, features.reference_date, result)
 
         metadata = {
+            **no_data_metadata(not frame.empty, features.account_id),
             "entities": written,
             "reference_date": features.reference_date.isoformat(),
             "tier_counts": dg.MetadataValue.json(result["tier"].value_counts().to_dict()),
@@ -189,7 +199,8 @@ def build_classifications_asset(level: str) -> dg.AssetsDefinition:
         preview = preview.sort_values("spend_7d", ascending=False)[
             ["tier", "confidence", "previous_tier", "direction", "method", "spend_7d", "leads_7d", "cpl_7d"]
         ]
-        metadata["top_by_spend"] = dg.MetadataValue.md(markdown_table(preview, max_rows=15))
+        names = entity_names(load_entities(engine, features.account_id, level))
+        metadata["top_by_spend"] = dg.MetadataValue.md(markdown_table(with_names(preview, names), max_rows=15))
         context.add_output_metadata(metadata)
         return result
 

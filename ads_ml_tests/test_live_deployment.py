@@ -1,0 +1,347 @@
+"""End to end, as operators run it: ``dagster-webserver`` and ``dagster-daemon`` against a throwaway
+``DAGSTER_HOME`` (SQLite storage with the in-process executor; PostgreSQL storage with the
+multiprocess executor), driven only through GraphQL, as the UI does.
+
+Each storage: the sensors and one schedule are turned on through GraphQL, data is imported, and the
+runs the daemon launches (partitions sensor, new-insights sensor, change-events sensor, the
+schedule) must reach SUCCESS; a partition backfill of one account must complete; the on-demand
+``impact_analysis`` job launched with run config must write its report; and every job the
+launchpad offers must succeed for an account with data and for a new account without any.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from dagster._core.instance.ref import InstanceRef
+from sqlalchemy.engine import make_url
+
+import dagster as dg
+from ads_ml.db.engine import dispose_engine, get_engine
+from ads_ml.db.migrate import migrate
+from ads_ml.demo import generate_account
+from ads_ml.ingest.changes import import_changes
+from ads_ml.ingest.insights import import_insights
+from ads_ml.defs.jobs import all_jobs
+from ads_ml_tests.conftest import REPO_ROOT, _create_database, _drop_database
+from ads_ml_tests.helpers import count
+
+pytestmark = pytest.mark.slow
+
+LOCATION = "ads_ml"
+REPOSITORY = "__repository__"
+WITH_DATA, WITHOUT_DATA = "act_live", "act_new"
+END = dt.date.today() - dt.timedelta(days=1)
+SCHEDULE = "ad_anomaly_detection_schedule"
+SENSORS = ["ad_account_partitions_sensor", "new_insights_sensor", "change_events_sensor"]
+TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Deployment:
+    """A live webserver + daemon and the GraphQL calls the UI makes."""
+
+    def __init__(self, root: Path, env: dict[str, str]) -> None:
+        self.root, self.env = root, env
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}/graphql"
+        bin_dir = Path(sys.executable).parent
+        logs = root / "logs"
+        logs.mkdir()
+        self.processes = [
+            subprocess.Popen(
+                [str(bin_dir / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(self.port), "-w", "workspace.yaml"],
+                cwd=REPO_ROOT, env=env, stdout=open(logs / "webserver.log", "wb"), stderr=subprocess.STDOUT,
+            ),
+            subprocess.Popen(
+                [str(bin_dir / "dagster-daemon"), "run", "-w", "workspace.yaml"],
+                cwd=REPO_ROOT, env=env, stdout=open(logs / "daemon.log", "wb"), stderr=subprocess.STDOUT,
+            ),
+        ]
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.terminate()
+        for process in self.processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+    def query(self, text: str, variables: dict | None = None) -> dict:
+        body = json.dumps({"query": text, "variables": variables or {}}).encode()
+        request = urllib.request.Request(self.url, data=body, headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            payload = json.loads(response.read())
+        assert "errors" not in payload, payload["errors"]
+        return payload["data"]
+
+    def wait_ready(self, timeout: float = 180) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for process in self.processes:
+                assert process.poll() is None, f"{process.args[0]} exited: see {self.root / 'logs'}"
+            try:
+                data = self.query("{ repositoryOrError(repositorySelector: {repositoryLocationName: \"%s\", "
+                                  "repositoryName: \"%s\"}) { __typename } }" % (LOCATION, REPOSITORY))
+                if data["repositoryOrError"]["__typename"] == "Repository":
+                    return
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            time.sleep(1)
+        raise AssertionError(f"webserver not ready after {timeout} s")
+
+    def start_sensor(self, name: str) -> str:
+        data = self.query(
+            """mutation($s: SensorSelector!) { startSensor(sensorSelector: $s) {
+                 __typename ... on Sensor { sensorState { status } } ... on PythonError { message } } }""",
+            {"s": {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY, "sensorName": name}},
+        )["startSensor"]
+        assert data["__typename"] == "Sensor", data
+        return data["sensorState"]["status"]
+
+    def start_schedule(self, name: str) -> str:
+        data = self.query(
+            """mutation($s: ScheduleSelector!) { startSchedule(scheduleSelector: $s) {
+                 __typename ... on ScheduleStateResult { scheduleState { status } } ... on PythonError { message } } }""",
+            {"s": {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY, "scheduleName": name}},
+        )["startSchedule"]
+        assert data["__typename"] == "ScheduleStateResult", data
+        return data["scheduleState"]["status"]
+
+    def launch(self, job: str, account: str, run_config: dict | None = None) -> str:
+        data = self.query(
+            """mutation($p: ExecutionParams!) { launchRun(executionParams: $p) {
+                 __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message }
+                 ... on RunConfigValidationInvalid { errors { message } } } }""",
+            {"p": {
+                "selector": {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY, "jobName": job},
+                "runConfigData": run_config or {},
+                "executionMetadata": {"tags": [{"key": "dagster/partition", "value": account}]},
+            }},
+        )["launchRun"]
+        assert data["__typename"] == "LaunchRunSuccess", data
+        return data["run"]["runId"]
+
+    def launch_backfill(self, account: str, assets: list[str]) -> str:
+        data = self.query(
+            """mutation($p: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $p) {
+                 __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } } }""",
+            {"p": {"partitionNames": [account], "assetSelection": [{"path": [a]} for a in assets]}},
+        )["launchPartitionBackfill"]
+        assert data["__typename"] == "LaunchBackfillSuccess", data
+        return data["backfillId"]
+
+    def backfill_status(self, backfill_id: str) -> str:
+        data = self.query(
+            """query($id: String!) { partitionBackfillOrError(backfillId: $id) {
+                 __typename ... on PartitionBackfill { status } } }""", {"id": backfill_id},
+        )["partitionBackfillOrError"]
+        return data["status"]
+
+    def runs(self) -> list[dict]:
+        data = self.query(
+            """{ runsOrError(limit: 500) { ... on Runs { results {
+                 runId jobName status tags { key value } } } } }"""
+        )["runsOrError"]["results"]
+        return [
+            {"run_id": r["runId"], "job": r["jobName"], "status": r["status"],
+             "tags": {t["key"]: t["value"] for t in r["tags"]}}
+            for r in data
+        ]
+
+    def wait_for(self, predicate, what: str, timeout: float = 420):  # noqa: ANN001, ANN201
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for process in self.processes:
+                assert process.poll() is None, f"{process.args[0]} exited: see {self.root / 'logs'}"
+            value = predicate()
+            if value:
+                return value
+            time.sleep(2)
+        raise AssertionError(f"timed out after {timeout} s waiting for {what}; runs: {self.runs()}")
+
+
+def _failures(instance: dg.DagsterInstance, runs: list[dict]) -> str:
+    """The step failures of the runs that did not succeed, for the assertion message."""
+    lines = []
+    for run in runs:
+        if run["status"] == "SUCCESS":
+            continue
+        lines.append(f"{run['job']} {run['tags'].get('dagster/partition')} {run['status']}")
+        for record in instance.all_logs(run["run_id"]):
+            event = record.dagster_event
+            if event is not None and event.event_type in (dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.RUN_FAILURE):
+                error = getattr(event.event_specific_data, "error", None)
+                lines.append(f"  {event.step_key}: {error.message.strip().splitlines()[-1] if error else event.message}")
+    return "\n".join(lines)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def deployment(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    storage = request.param
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text((REPO_ROOT / "dagster.yaml").read_text())
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_PG_", "ADS_ML_"))}
+    env.update({
+        "DAGSTER_HOME": str(home),
+        "ADS_ML_MODELS_DIR": str(tmp_path / "models"),
+        "ADS_ML_N_JOBS": "1",
+        "ADS_ML_SENSOR_INTERVAL_SECONDS": "5",
+        # the schedule under test ticks every minute instead of every two hours
+        "ADS_ML_SCHEDULE_AD_ANOMALY_DETECTION": "* * * * *",
+    })
+    created: list[str] = []
+    if storage == "postgresql":
+        server = request.getfixturevalue("pg_server_url")
+        suffix = uuid.uuid4().hex[:8]
+        ml_url = _create_database(server, f"ads_ml_live_{suffix}")
+        dagster_url = make_url(_create_database(server, f"ads_ml_live_dagster_{suffix}"))
+        created = [f"ads_ml_live_{suffix}", f"ads_ml_live_dagster_{suffix}"]
+        env.update({
+            "ADS_ML_DATABASE_URL": ml_url,
+            "DAGSTER_PG_HOST": dagster_url.host or "127.0.0.1", "DAGSTER_PG_PORT": str(dagster_url.port or 5432),
+            "DAGSTER_PG_USERNAME": dagster_url.username or "postgres", "DAGSTER_PG_PASSWORD": dagster_url.password or "",
+            "DAGSTER_PG_DB": dagster_url.database,
+        })
+    else:
+        env["ADS_ML_DATABASE_URL"] = f"sqlite:///{tmp_path / 'ads_ml.db'}"
+    for key in [k for k in os.environ if k.startswith(("DAGSTER_PG_", "ADS_ML_"))]:
+        monkeypatch.delenv(key)
+    for key, value in env.items():
+        if key.startswith(("DAGSTER_", "ADS_ML_")):
+            monkeypatch.setenv(key, value)
+    migrate(env["ADS_ML_DATABASE_URL"])
+    live = Deployment(tmp_path, env)
+    instance = None
+    try:
+        live.wait_ready()
+        instance = dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
+        live.storage, live.instance, live.engine = storage, instance, get_engine(env["ADS_ML_DATABASE_URL"])
+        yield live
+    finally:
+        live.stop()
+        if instance is not None:
+            instance.dispose()
+        dispose_engine(env["ADS_ML_DATABASE_URL"])
+        for name in created:
+            _drop_database(request.getfixturevalue("pg_server_url"), name)
+
+
+def _import_account(engine: sa.Engine, folder: Path) -> None:
+    account = generate_account(n_campaigns=2, adsets_per_campaign=2, ads_per_adset=2, days=60, end_date=END, seed=5)
+    insights, changes = folder / "insights.csv", folder / "changes.csv"
+    account.insights.to_csv(insights, index=False)
+    account.changes.to_csv(changes, index=False)
+    import_insights(engine, insights, WITH_DATA)
+    import_changes(engine, changes, WITH_DATA)
+
+
+def _new_account(engine: sa.Engine) -> None:
+    """An ad account registered in the source with no insights yet (as the source system adds one)."""
+    from ads_ml.db.models import AdAccount, utcnow
+
+    with engine.begin() as conn:
+        conn.execute(AdAccount.__table__.insert().values(
+            id=WITHOUT_DATA, name="New account", is_active=True, currency="BRL", timezone="UTC",
+            created_at=utcnow(), updated_at=utcnow()))
+
+
+def test_daemon_and_launchpad_runs_succeed(deployment: Deployment, tmp_path: Path):
+    live = deployment
+    for sensor in SENSORS:
+        assert live.start_sensor(sensor) == "RUNNING"
+    assert live.start_schedule(SCHEDULE) == "RUNNING"
+
+    _new_account(live.engine)
+    _import_account(live.engine, tmp_path)
+
+    # Sensors: partitions for both accounts, a refresh of the account with new insights, and the
+    # impact reports of its changes whose after-window has elapsed.
+    live.wait_for(lambda: set(live.instance.get_dynamic_partitions("ad_account")) >= {WITH_DATA, WITHOUT_DATA},
+                  "the partitions sensor to add both accounts")
+
+    def launched_by_daemon() -> list[dict] | None:
+        runs = [r for r in live.runs() if r["job"] != "__ASSET_JOB"]
+        by = {(r["job"], r["tags"].get("dagster/partition")) for r in runs}
+        wanted = {("account_refresh", WITH_DATA), ("impact_analysis", WITH_DATA),
+                  ("ad_anomaly_detection", WITH_DATA), ("ad_anomaly_detection", WITHOUT_DATA)}
+        done = all(r["status"] in TERMINAL for r in runs)
+        return runs if wanted <= by and done else None
+
+    runs = live.wait_for(launched_by_daemon, "the sensors' and the schedule's runs to finish", timeout=600)
+    assert all(r["status"] == "SUCCESS" for r in runs), _failures(live.instance, runs)
+    assert {r["tags"].get("dagster/sensor_name") for r in runs} >= {"new_insights_sensor", "change_events_sensor"}
+    assert any(r["tags"].get("dagster/schedule_name") == SCHEDULE for r in runs)
+    assert count(live.engine, "ml_features", f"account_id = '{WITH_DATA}'") > 0
+    assert count(live.engine, "ml_impact_reports", f"account_id = '{WITH_DATA}'") > 0
+
+    # A backfill of one account from the UI's asset graph.
+    backfill = live.launch_backfill(WITH_DATA, ["adset_insights", "adset_features", "adset_anomalies"])
+    status = live.wait_for(
+        lambda: (s := live.backfill_status(backfill)) not in ("REQUESTED", "CANCELING", "FAILING") and s,
+        "the backfill to complete")
+    assert status in ("COMPLETED", "COMPLETED_SUCCESS"), _failures(live.instance, live.runs())
+
+    # On demand from the launchpad: impact_analysis with run config.
+    change_date = (END - dt.timedelta(days=20)).isoformat()
+    adset = live.engine.connect().execute(sa.text(
+        f"select entity_id from daily_insights where account_id = '{WITH_DATA}' and entity_type = 'adset' "
+        "order by entity_id limit 1")).scalar_one()
+    impact_config = {"ops": {"impact_reports": {"config": {
+        "entity_type": "adset", "entity_id": adset, "change_date": change_date, "change_type": "budget_change"}}}}
+    launched = {live.launch("impact_analysis", WITH_DATA, impact_config)}
+
+    # Every job of the launchpad, for the account with data and for the new account without data.
+    for job in sorted(j.name for j in all_jobs):
+        run_config = {}
+        if job == "prophet_tuning":
+            run_config = {"ops": {f"{level}_prophet_params": {"config": {"metrics": ["leads"]}}
+                                  for level in ("campaign", "adset", "ad")}}
+        for account in (WITH_DATA, WITHOUT_DATA):
+            launched.add(live.launch(job, account, run_config))
+
+    def launched_done() -> list[dict] | None:
+        runs = [r for r in live.runs() if r["run_id"] in launched]
+        return runs if len(runs) == len(launched) and all(r["status"] in TERMINAL for r in runs) else None
+
+    runs = live.wait_for(launched_done, "the launchpad runs to finish", timeout=900)
+    assert all(r["status"] == "SUCCESS" for r in runs), _failures(live.instance, runs)
+    assert {(r["job"], r["tags"]["dagster/partition"]) for r in runs} >= {
+        (j.name, a) for j in all_jobs for a in (WITH_DATA, WITHOUT_DATA)}
+    with live.engine.connect() as conn:
+        report = conn.execute(sa.text(
+            "select status, overall_impact from ml_impact_reports where account_id = :a and entity_id = :e "
+            "and change_date = :d and change_type = 'budget_change'"), {"a": WITH_DATA, "e": adset, "d": change_date}).one()
+    assert report.status == "complete" and report.overall_impact in ("positive", "negative", "neutral", "inconclusive")
+
+    # The new account's runs materialised with metadata saying there was no data.
+    records = live.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("ad_features"), asset_partitions=[WITHOUT_DATA]), limit=1).records
+    assert records and records[0].event_log_entry.asset_materialization.metadata["no_data"].value is True
+
+    # The multiprocess executor ran the PostgreSQL deployment's steps in their own processes.
+    expected_executor = "multiprocess" if live.storage == "postgresql" else "in_process"
+    refresh = next(r for r in runs if r["job"] == "account_refresh" and r["tags"]["dagster/partition"] == WITH_DATA)
+    step_starts = [record for record in live.instance.all_logs(refresh["run_id"])
+                   if record.dagster_event is not None and record.dagster_event.event_type == dg.DagsterEventType.STEP_START]
+    pids = {record.dagster_event.pid for record in step_starts}
+    assert (len(pids) > 1) == (expected_executor == "multiprocess"), (expected_executor, pids)
