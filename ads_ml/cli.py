@@ -1,4 +1,4 @@
-"""``ads-ml``: migrate, import, demo, materialize, report.
+"""``ads-ml``: migrate, import, delete, demo, materialize, impact, report.
 
 Exit status 0 on success; otherwise non-zero with a one-line reason on stderr.
 """
@@ -44,7 +44,21 @@ def _parser() -> argparse.ArgumentParser:
         k = kinds.add_parser(kind, help=help_text)
         k.add_argument("file", type=Path)
         k.add_argument("--account", required=True, help="ad account id, e.g. act_1234")
+        if kind == "insights":
+            k.add_argument("--replace", action="store_true",
+                           help="the file replaces the account's insights of the dates it covers "
+                                "(ad-days in that range missing from the file are deleted)")
+            k.add_argument("--lead-indicator", action="append", default=[], metavar="INDICATOR",
+                           help="a result indicator whose Results count as leads (leads types always do); repeatable")
         k.set_defaults(handler=_import)
+
+    p = sub.add_parser("delete", help="delete stored data of an ad account (undo a wrong import)")
+    kinds = p.add_subparsers(dest="kind", required=True)
+    k = kinds.add_parser("insights", help="delete the insights (all levels) of a date range, in one transaction")
+    k.add_argument("--account", required=True)
+    k.add_argument("--from", dest="first", required=True, type=dt.date.fromisoformat, metavar="YYYY-MM-DD")
+    k.add_argument("--to", dest="last", required=True, type=dt.date.fromisoformat, metavar="YYYY-MM-DD")
+    k.set_defaults(handler=_delete)
 
     p = sub.add_parser("demo", help="generate a realistic demo account, import it and run the pipeline")
     p.add_argument("--account", default="act_demo")
@@ -100,7 +114,8 @@ def _import(args: argparse.Namespace) -> int:
 
     engine = _engine()
     if args.kind == "insights":
-        result = import_insights(engine, args.file, args.account)
+        result = import_insights(engine, args.file, args.account, replace=args.replace,
+                                 lead_indicators=args.lead_indicator)
         print(result.summary())
     else:
         rows = import_changes(engine, args.file, args.account)
@@ -135,6 +150,14 @@ def _demo(args: argparse.Namespace) -> int:
     print(f"run {result.run_id} succeeded: {len(result.get_asset_materialization_events())} materialisations")
     _print_report(args.account)
     print("open the UI with: dagster dev   (in the repository root)")
+    return 0
+
+def _delete(args: argparse.Namespace) -> int:
+    from ads_ml.ingest.insights import delete_insights
+
+    deleted = delete_insights(_engine(), args.account, args.first, args.last)
+    print(f"{args.account}: {deleted} ad-day rows dated {args.first} .. {args.last} deleted (with their adset "
+          "and campaign days); materialise the account again to refresh its analyses")
     return 0
 
 

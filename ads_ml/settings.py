@@ -111,6 +111,19 @@ MEDIUM_WINDOW_DAYS = 14
 LONG_WINDOW_DAYS = 30
 #: Rows per batch when importing; memory is bounded by this, not by the file size.
 IMPORT_BATCH_ROWS = 20_000
+#: Insight dates accepted relative to the import day: not in the future (one day of slack for
+#: timezones), not more than ten years back. Anything else is a mistake in the file.
+IMPORT_MAX_FUTURE_DAYS = 1
+IMPORT_MAX_AGE_DAYS = 3653
+#: Limits checked in the importer so that SQLite and PostgreSQL store exactly the same files.
+IMPORT_MAX_ID_LENGTH = 64
+IMPORT_MAX_NAME_LENGTH = 512
+IMPORT_MAX_COUNT = 10**12  # impressions, reach, clicks, leads, conversions of one ad-day
+IMPORT_MAX_SPEND = 10**12  # spend of one ad-day, in the account's currency
+IMPORT_MAX_BUDGET = 10**12
+#: Plausibility: a given frequency differing from impressions / reach by more than this (relative,
+#: plus 0.01 for Meta's two decimals) is reported as a warning, not refused.
+IMPORT_FREQUENCY_TOLERANCE = 0.02
 
 # --- tiers (classification) --------------------------------------------------------------------
 

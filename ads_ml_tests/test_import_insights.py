@@ -124,7 +124,7 @@ BAD_INPUTS = {
         r'row 3, column "date": \'2026-13-45\' is not a date',
     ),
     "bad_number": (
-        "Day,Campaign ID,Ad set ID,Ad ID,Amount spent (EUR),Impressions,Link clicks,Leads\n2026-01-01,c,s,a,12abc,10,1,0",
+        "Day,Campaign ID,Ad set ID,Ad ID,Amount spent (EUR),Impressions,Link clicks,Leads\n2026-01-01,11,12,13,12abc,10,1,0",
         r'row 2, column "Amount spent \(EUR\)": \'12abc\' is not a number',
     ),
     "negative_spend": (

@@ -20,6 +20,9 @@ _lock = threading.Lock()
 def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record):  # noqa: ANN001
+        # SQLAlchemy, not the sqlite3 module, begins transactions (see _on_begin): DDL and DML
+        # are both transactional, and a writer can take the write lock up front.
+        dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         # WAL lets the webserver and sensors read while a run writes; the busy timeout waits for a
         # writer instead of failing with "database is locked".
@@ -28,6 +31,14 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        # BEGIN IMMEDIATE for writers: a deferred transaction that read first and then writes
+        # fails at once with "database is locked" when another writer committed in between; an
+        # immediate one waits (busy_timeout) for the write lock instead.
+        immediate = connection.get_execution_options().get(WRITE_OPTION)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 def get_engine(url: str | None = None) -> Engine:
@@ -53,6 +64,19 @@ def dispose_engine(url: str) -> None:
         engine = _engines.pop(url, None)
     if engine is not None:
         engine.dispose()
+
+
+WRITE_OPTION = "ads_ml_write"
+
+
+@contextmanager
+def begin_write(engine: Engine) -> Iterator[Connection]:
+    """One write transaction (committed on success, rolled back on any error); on SQLite it takes
+    the write lock when it begins, so concurrent writers queue instead of failing."""
+    with engine.connect() as connection:
+        connection = connection.execution_options(**{WRITE_OPTION: True})
+        with connection.begin():
+            yield connection
 
 
 @contextmanager

@@ -7,7 +7,9 @@ the header is row 1) and the column.
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import re
+import unicodedata
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,9 +36,15 @@ class InputFileError(ValueError):
         super().__init__(f"{', '.join(where)}: {message}")
 
 
+def strip_accents(text: str) -> str:
+    """'Impressões' -> 'Impressoes', 'Día' -> 'Dia'."""
+    return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+
+
 def normalise_header(name: str) -> str:
-    """Header key ignoring case, spacing and punctuation: 'Amount spent (BRL)' -> 'amountspentbrl'."""
-    return re.sub(r"[^0-9a-z]", "", name.strip().lower())
+    """Header key ignoring case, accents, spacing and punctuation: 'Amount spent (BRL)' ->
+    'amountspentbrl', 'Impressões' -> 'impressoes'."""
+    return re.sub(r"[^0-9a-z]", "", strip_accents(name.strip().lower()))
 
 
 @dataclass(frozen=True)
@@ -61,6 +69,8 @@ class HeaderMap:
     positions: dict[str, int]  # canonical name -> column index in the file
     delimiter: str
     extras: dict[str, str]  # e.g. {"currency": "BRL"}
+    width: int = 0  # number of columns in the header
+    raw: dict[str, str] | None = None  # normalised key -> header as written, for every column
 
 
 def check_text_file(path: Path) -> bytes:
@@ -127,43 +137,75 @@ def read_header(path: Path, fields: Sequence[Field]) -> HeaderMap:
             continue
         columns[field.name] = match
     positions = {field: position[name] for field, name in columns.items()}
-    return HeaderMap(columns=columns, positions=positions, delimiter=delimiter, extras=extras)
+    return HeaderMap(columns=columns, positions=positions, delimiter=delimiter, extras=extras,
+                     width=len(header), raw=by_key)
 
 
 def iter_batches(path: Path, header: HeaderMap, batch_rows: int) -> Iterator[tuple[int, pd.DataFrame]]:
     """Yield ``(first_row_number, frame)`` with canonical column names, all values as stripped
-    strings ('' for empty). Memory is bounded by ``batch_rows``."""
+    strings ('' for empty), indexed by row number as a spreadsheet shows it (header = row 1).
+    Memory is bounded by ``batch_rows``.
+
+    Refused, naming the row: a row with fewer fields than the header (a file cut short, or a
+    broken row) or with more non-empty fields, a NUL byte, bytes that are not UTF-8, and a file
+    whose last row does not end with a line break (it may have been cut inside its last value)."""
     by_position = sorted((index, field) for field, index in header.positions.items())
-    reader = pd.read_csv(
-        path,
-        sep=header.delimiter,
-        header=0,
-        names=None,
-        dtype=str,
-        keep_default_na=False,
-        na_filter=False,
-        usecols=[index for index, _field in by_position],
-        chunksize=batch_rows,
-        encoding="utf-8-sig",
-        skipinitialspace=True,
-        skip_blank_lines=False,
-    )
-    next_row = 2
+    wanted = [index for index, _field in by_position]
+    names = [field for _index, field in by_position]
+    state = {"row": 1, "ends_with_newline": True}
+
+    def lines() -> Iterator[str]:
+        with path.open("rb") as handle:
+            first = True
+            for raw in handle:
+                if first:
+                    raw = raw.removeprefix(b"\xef\xbb\xbf")
+                    first = False
+                state["ends_with_newline"] = raw.endswith((b"\n", b"\r"))
+                if b"\x00" in raw:
+                    raise InputFileError(path, "NUL byte in the row (not a text CSV file)", row=state["row"] + 1)
+                try:
+                    yield raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise InputFileError(
+                        path, "not UTF-8 text (re-export the file as CSV UTF-8)", row=state["row"] + 1
+                    ) from None
+
+    reader = csv.reader(lines(), delimiter=header.delimiter)
     try:
-        for chunk in reader:
-            if chunk.empty:
-                continue
-            chunk.columns = [field for _index, field in by_position]
-            chunk = chunk.apply(lambda s: s.str.strip())
-            chunk.index = pd.RangeIndex(next_row, next_row + len(chunk))
-            next_row += len(chunk)
-            yield int(chunk.index[0]), chunk
-    except pd.errors.ParserError as exc:
-        match = re.search(r"line (\d+)", str(exc))
-        row = int(match.group(1)) if match else None
-        raise InputFileError(path, f"malformed CSV ({exc})", row=row) from None
-    except UnicodeDecodeError:
-        raise InputFileError(path, "not a CSV file (not UTF-8 text)", row=next_row) from None
+        next(reader)  # the header, already read
+        rows: list[list[str]] = []
+        numbers: list[int] = []
+        width = header.width
+        for record in reader:
+            state["row"] += 1
+            if not record or all(not cell.strip() for cell in record):
+                continue  # blank line
+            if len(record) < width:
+                raise InputFileError(
+                    path, f"row has {len(record)} fields, the header has {width}: the file looks cut short "
+                    "or the row is broken", row=state["row"],
+                )
+            if len(record) > width and any(cell.strip() for cell in record[width:]):
+                raise InputFileError(path, f"row has {len(record)} fields, the header has {width}", row=state["row"])
+            rows.append([record[i].strip() for i in wanted])
+            numbers.append(state["row"])
+            if len(rows) >= batch_rows:
+                yield numbers[0], _frame(rows, names, numbers)
+                rows, numbers = [], []
+        if not state["ends_with_newline"] and state["row"] > 1:
+            raise InputFileError(
+                path, "the file does not end with a line break: its last row may be cut short (re-export it)",
+                row=state["row"],
+            )
+        if rows:
+            yield numbers[0], _frame(rows, names, numbers)
+    except csv.Error as exc:
+        raise InputFileError(path, f"malformed CSV ({exc})", row=state["row"] + 1) from None
+
+
+def _frame(rows: list[list[str]], names: list[str], numbers: list[int]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=names, index=pd.Index(numbers), dtype=object)
 
 
 def first_bad(mask: np.ndarray | pd.Series, index: pd.Index) -> int | None:
@@ -206,15 +248,35 @@ def parse_numbers(
     return values
 
 
-def parse_dates(path: Path, frame: pd.DataFrame, column: str, header_name: str) -> pd.Series:
+ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def parse_dates(
+    path: Path, frame: pd.DataFrame, column: str, header_name: str,
+    *, earliest: dt.date | None = None, latest: dt.date | None = None,
+) -> pd.Series:
+    """Whole dates written YYYY-MM-DD, nothing else: a year or a month alone ('2026', '2026-08'),
+    a time or a timezone offset is refused rather than read as some day. Dates outside
+    ``earliest``..``latest`` are refused too (e.g. a row dated 2099)."""
     raw = frame[column]
-    parsed = pd.to_datetime(raw, format="ISO8601", errors="coerce")
-    bad = parsed.isna()
-    row = first_bad(bad, frame.index)
+    shaped = raw.str.fullmatch(ISO_DATE.pattern).fillna(False).astype(bool)
+    parsed = pd.to_datetime(raw.where(shaped, None), format="%Y-%m-%d", errors="coerce")
+    row = first_bad(parsed.isna(), frame.index)
     if row is not None:
         shown = raw.loc[row] or "(empty)"
-        raise InputFileError(path, f"{shown!r} is not a date (expected YYYY-MM-DD)", row=row, column=header_name)
-    return parsed.dt.normalize()
+        raise InputFileError(path, f"{shown!r} is not a date (expected YYYY-MM-DD, one day per row)",
+                             row=row, column=header_name)
+    if earliest is not None:
+        row = first_bad(parsed < pd.Timestamp(earliest), frame.index)
+        if row is not None:
+            raise InputFileError(path, f"date {raw.loc[row]} is before {earliest}: not a plausible insight date",
+                                 row=row, column=header_name)
+    if latest is not None:
+        row = first_bad(parsed > pd.Timestamp(latest), frame.index)
+        if row is not None:
+            raise InputFileError(path, f"date {raw.loc[row]} is in the future (after {latest})",
+                                 row=row, column=header_name)
+    return parsed
 
 
 def require_values(path: Path, frame: pd.DataFrame, columns: Mapping[str, str]) -> None:

@@ -9,64 +9,128 @@ stored ad rows of the dates the file touches.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, Float, Numeric, and_, cast, func, literal, select
+from sqlalchemy import (
+    Column,
+    Date,
+    Engine,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    and_,
+    cast,
+    delete,
+    func,
+    literal,
+    select,
+)
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from ads_ml import settings
+from ads_ml.db.engine import begin_write
 from ads_ml.db.models import AdAccount, Ad, Adset, Campaign, DailyInsight, utcnow
-from ads_ml.db.upsert import upsert
+from ads_ml.db.upsert import insert_for, upsert
 from ads_ml.ingest.csvfile import (
     Field,
     InputFileError,
+    first_bad,
     iter_batches,
+    normalise_header,
     parse_dates,
     parse_numbers,
     read_header,
     require_values,
 )
 
-CURRENCY_PATTERN = r"amountspent(?P<currency>[a-z]{3})"
+CURRENCY_PATTERN = r"(amountspent|valorusado|valorgasto|importegastado)(?P<currency>[a-z]{3})"
 
+# Header spellings (normalised: lower case, no accents, spaces or punctuation) of Meta Ads Manager
+# exports in English, Portuguese and Spanish, and of the canonical snake_case form.
 INSIGHT_FIELDS: tuple[Field, ...] = (
-    Field("date", ("date", "day", "reportingstarts"), label='"Day" or "date"'),
-    Field("campaign_id", ("campaignid",), label='"Campaign ID" or "campaign_id"'),
-    Field("adset_id", ("adsetid",), label='"Ad set ID" or "adset_id"'),
-    Field("ad_id", ("adid",), label='"Ad ID" or "ad_id"'),
-    Field("impressions", ("impressions",), label='"Impressions"'),
-    Field("clicks", ("clicks", "linkclicks", "clicksall"), label='"Link clicks", "Clicks (all)" or "clicks"'),
-    Field("spend", ("spend", "amountspent"), pattern=CURRENCY_PATTERN, label='"Amount spent (XXX)" or "spend"'),
-    Field("leads", ("leads", "results"), label='"Leads", "Results" or "leads"'),
-    Field("reach", ("reach",), required=False),
-    Field("frequency", ("frequency",), required=False),
-    Field("conversions", ("conversions",), required=False),
-    Field("campaign_name", ("campaignname",), required=False),
-    Field("adset_name", ("adsetname",), required=False),
-    Field("ad_name", ("adname",), required=False),
-    Field("campaign_status", ("campaignstatus", "campaigndelivery"), required=False),
-    Field("adset_status", ("adsetstatus", "adsetdelivery"), required=False),
-    Field("ad_status", ("adstatus", "addelivery", "deliverystatus"), required=False),
-    Field("campaign_daily_budget", ("campaigndailybudget", "campaignbudget"), required=False),
-    Field("adset_daily_budget", ("adsetdailybudget", "adsetbudget"), required=False),
+    Field("date", ("date", "day", "dia"), required=False),
+    Field("reporting_start", ("reportingstarts", "iniciodosrelatorios", "iniciodelinforme"), required=False),
+    Field("reporting_end", ("reportingends", "terminodosrelatorios", "findelinforme"), required=False),
+    Field("campaign_id", ("campaignid", "identificacaodacampanha", "iddacampanha", "identificadordelacampana",
+                          "iddelacampana"), label='"Campaign ID" or "campaign_id"'),
+    Field("adset_id", ("adsetid", "identificacaodoconjuntodeanuncios", "iddoconjuntodeanuncios",
+                       "identificadordelconjuntodeanuncios", "iddelconjuntodeanuncios"),
+          label='"Ad set ID" or "adset_id"'),
+    Field("ad_id", ("adid", "identificacaodoanuncio", "iddoanuncio", "identificadordelanuncio", "iddelanuncio"),
+          label='"Ad ID" or "ad_id"'),
+    Field("impressions", ("impressions", "impressoes", "impresiones"), label='"Impressions"'),
+    Field("clicks", ("clicks", "linkclicks", "clicksall", "cliquesnolink", "cliquestodos", "clicsenelenlace",
+                     "clicstodos"), label='"Link clicks", "Clicks (all)" or "clicks"'),
+    Field("spend", ("spend", "amountspent", "valorusado", "importegastado"), pattern=CURRENCY_PATTERN,
+          label='"Amount spent (XXX)" or "spend"'),
+    Field("leads", ("leads", "clientespotenciales", "cadastros", "results", "resultados"),
+          label='"Leads", "Results" or "leads"'),
+    Field("result_indicator", ("resultindicator", "resulttype", "indicadorderesultados", "indicadorderesultado",
+                               "tipoderesultado"), required=False),
+    Field("reach", ("reach", "alcance"), required=False),
+    Field("frequency", ("frequency", "frequencia", "frecuencia"), required=False),
+    Field("conversions", ("conversions", "conversoes", "conversiones"), required=False),
+    Field("campaign_name", ("campaignname", "nomedacampanha", "nombredelacampana"), required=False),
+    Field("adset_name", ("adsetname", "nomedoconjuntodeanuncios", "nombredelconjuntodeanuncios"), required=False),
+    Field("ad_name", ("adname", "nomedoanuncio", "nombredelanuncio"), required=False),
+    Field("campaign_status", ("campaignstatus", "campaigndelivery", "veiculacaodacampanha", "entregadelacampana"),
+          required=False),
+    Field("adset_status", ("adsetstatus", "adsetdelivery", "veiculacaodoconjuntodeanuncios",
+                           "entregadelconjuntodeanuncios"), required=False),
+    Field("ad_status", ("adstatus", "addelivery", "deliverystatus", "veiculacaodoanuncio", "entregadelanuncio"),
+          required=False),
+    Field("campaign_daily_budget", ("campaigndailybudget", "campaignbudget", "orcamentodacampanha",
+                                    "presupuestodelacampana"), required=False),
+    Field("adset_daily_budget", ("adsetdailybudget", "adsetbudget", "orcamentodoconjuntodeanuncios",
+                                 "presupuestodelconjuntodeanuncios"), required=False),
+    Field("campaign_budget_type", ("campaignbudgettype", "tipodeorcamentodacampanha",
+                                   "tipodepresupuestodelacampana"), required=False),
+    Field("adset_budget_type", ("adsetbudgettype", "tipodeorcamentodoconjuntodeanuncios",
+                                "tipodepresupuestodelconjuntodeanuncios"), required=False),
 )
 COUNT_COLUMNS = ("impressions", "clicks", "leads", "conversions", "reach")
 METRIC_COLUMNS = ("impressions", "reach", "clicks", "spend", "leads", "conversions", "frequency")
 
-# Meta's delivery words -> our statuses.
+# Meta's delivery words (English, Portuguese, Spanish; normalised) -> our statuses. Whatever is not
+# delivering because someone or something turned it off, or because it finished, is PAUSED for the
+# analyses; on but waiting (review, learning, scheduled, issues) is ACTIVE.
 STATUS_WORDS = {
-    "active": "ACTIVE",
-    "paused": "PAUSED",
-    "inactive": "PAUSED",
-    "notdelivering": "ACTIVE",
-    "archived": "ARCHIVED",
-    "deleted": "DELETED",
-    "campaignoff": "PAUSED",
-    "adsetoff": "PAUSED",
+    **dict.fromkeys(
+        ["active", "notdelivering", "learning", "learninglimited", "inreview", "pendingreview", "withissues",
+         "scheduled", "preapproved", "pendingbillinginfo", "pendingprocess", "processing", "error",
+         "ativo", "ativa", "aprendizado", "aprendizadolimitado", "emanalise", "revisaopendente", "comproblemas",
+         "programado", "programada", "naoestaveiculando",
+         "activo", "activa", "aprendizaje", "aprendizajelimitado", "enrevision", "revisionpendiente", "conproblemas",
+         "noseestapublicando", "noseestaentregando"], "ACTIVE"),
+    **dict.fromkeys(
+        ["paused", "inactive", "off", "campaignoff", "adsetoff", "campaignpaused", "adsetpaused", "rejected",
+         "disapproved", "completed", "recentlycompleted", "accountdisabled", "disabled", "campaigninactive",
+         "adsetinactive",
+         "pausado", "pausada", "inativo", "inativa", "desativado", "desativada", "rejeitado", "reprovado",
+         "concluido", "concluida", "recentementeconcluido", "campanhadesativada", "conjuntodeanunciosdesativado",
+         "enpausa", "inactivo", "inactiva", "desactivado", "desactivada", "rechazado", "completado", "finalizado",
+         "finalizada", "campanadesactivada", "conjuntodeanunciosdesactivado"], "PAUSED"),
+    **dict.fromkeys(["archived", "arquivado", "arquivada", "archivado", "archivada"], "ARCHIVED"),
+    **dict.fromkeys(["deleted", "excluido", "excluida", "eliminado", "eliminada"], "DELETED"),
 }
+
+# Result indicators that mean leads (normalised, contained in the indicator's text).
+LEAD_INDICATOR_WORDS = ("lead", "cadastro", "clientepotencial", "clientespotenciales")
+# Budget types: a lifetime budget is not a daily budget and is never stored as one.
+DAILY_BUDGET_WORDS = ("daily", "diario", "diaria")
+LIFETIME_BUDGET_WORDS = ("lifetime", "vitalicio", "total", "delavida")
+# Budget cells that say the level has no budget of its own ("Using campaign budget", ...).
+NO_OWN_BUDGET_WORDS = ("budget", "orcamento", "presupuesto")
+SCIENTIFIC = r"[+-]?\d+(\.\d+)?[eE][+-]?\d+"
 
 
 @dataclass
@@ -81,15 +145,37 @@ class ImportResult:
     first_date: dt.date | None = None
     last_date: dt.date | None = None
     skipped_summary_rows: int = 0
-    warnings: list[str] = field(default_factory=list)
+    rows_deleted: int = 0
+    warnings: dict[str, list[int]] = field(default_factory=dict)  # what -> row numbers (all counted)
+    warning_counts: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def warn(self, what: str, rows: pd.Index | list[int]) -> None:
+        """Record a plausibility warning on ``rows`` (counted; the first few row numbers kept)."""
+        rows = [int(r) for r in rows]
+        if not rows:
+            return
+        self.warning_counts[what] = self.warning_counts.get(what, 0) + len(rows)
+        kept = self.warnings.setdefault(what, [])
+        kept.extend(rows[: max(0, 5 - len(kept))])
 
     def summary(self) -> str:
         dates = f"{self.first_date} .. {self.last_date}" if self.first_date else "no dates"
-        return (
+        lines = [
             f"{self.file}: {self.rows} ad-day rows ({dates}) into {self.account_id}; "
             f"{self.rows_changed} insight rows new or changed; created {self.campaigns_created} campaigns, "
             f"{self.adsets_created} adsets, {self.ads_created} ads"
-        )
+        ]
+        if self.rows_deleted:
+            lines.append(f"  replaced {dates}: {self.rows_deleted} ad-day rows no longer in the file deleted")
+        if self.skipped_summary_rows:
+            lines.append(f"  skipped {self.skipped_summary_rows} summary row(s) without ids (totals, not data)")
+        for note in self.notes:
+            lines.append(f"  note: {note}")
+        for what, count in self.warning_counts.items():
+            rows = ", ".join(map(str, self.warnings[what]))
+            lines.append(f"  warning: {what}: {count} row(s), first rows {rows}")
+        return "\n".join(lines)
 
 
 def validate_account_id(account_id: str) -> str:
@@ -100,86 +186,229 @@ def validate_account_id(account_id: str) -> str:
     return account_id
 
 
+@dataclass
+class _Format:
+    """What the header says about the file, and the import's options."""
+
+    names: dict[str, str]  # canonical -> header as written
+    meta: bool  # a Meta Ads Manager export (ids are Meta's digits), not the canonical form
+    leads_from_results: bool  # the leads column is "Results": its indicator must be a leads type
+    lead_indicators: tuple[str, ...]  # indicators the user maps to leads (normalised)
+    earliest: dt.date
+    latest: dt.date
+
+
 def import_insights(
     engine: Engine,
     path: str | Path,
     account_id: str,
     *,
     batch_rows: int = settings.IMPORT_BATCH_ROWS,
+    replace: bool = False,
+    lead_indicators: Sequence[str] = (),
+    today: dt.date | None = None,
 ) -> ImportResult:
-    """Import a daily ad-level insights CSV into ``account_id`` in one transaction."""
+    """Import a daily ad-level insights CSV into ``account_id`` in one transaction.
+
+    ``replace``: the file replaces the account's insights of the dates it covers (first to last
+    day): ad-days in that range that the file does not have are deleted. ``lead_indicators``:
+    result indicators (besides leads types) whose "Results" count as leads."""
     validate_account_id(account_id)
     path = Path(path)
     header = read_header(path, INSIGHT_FIELDS)
-    names = header.columns  # canonical -> as written in the file
+    fmt = _file_format(path, header, lead_indicators, today or dt.date.today())
     result = ImportResult(account_id=account_id, file=path.name)
     now = utcnow()
-
-    with engine.begin() as conn:
-        ensure_account(conn, path, account_id, header.extras.get("currency"))
-        known = _Hierarchy.load(conn, account_id)
-        seen_keys: set[int] = set()
-        for _first_row, raw in iter_batches(path, header, batch_rows):
-            batch = _parse_batch(path, raw, names, result)
-            if batch.empty:
-                continue
-            _check_duplicates(path, batch, names, seen_keys)
-            created = known.merge(conn, path, batch, names, now)
-            result.campaigns_created += created[0]
-            result.adsets_created += created[1]
-            result.ads_created += created[2]
-            _upsert_ad_rows(conn, account_id, batch, now)
-            result.rows += len(batch)
-            lo, hi = batch["date"].min().date(), batch["date"].max().date()
-            result.first_date = min(result.first_date or lo, lo)
-            result.last_date = max(result.last_date or hi, hi)
-        if result.rows == 0:
-            raise InputFileError(path, "no data rows")
-        if conn.dialect.name == "postgresql":
-            # Rows just written have no planner statistics yet: PostgreSQL would estimate one row
-            # and nest-loop the rollup join (seconds per thousand rows). A hash join is right for
-            # this query shape whatever the statistics say. SET LOCAL ends with the transaction.
-            conn.exec_driver_sql("SET LOCAL enable_nestloop = off")
-        for level in ("adset", "campaign"):
-            _roll_up(conn, account_id, level, result.first_date, result.last_date, now)
-        result.rows_changed = conn.execute(
-            select(func.count())
-            .select_from(DailyInsight)
-            .where(DailyInsight.account_id == account_id, DailyInsight.updated_at == now)
-        ).scalar_one()
+    try:
+        with begin_write(engine) as conn:
+            ensure_account(conn, path, account_id, header.extras.get("currency"))
+            known = _Hierarchy.load(conn, account_id)
+            keys = _ImportKeys(conn)
+            for _first_row, raw in iter_batches(path, header, batch_rows):
+                batch = _parse_batch(path, raw, fmt, result)
+                if batch.empty:
+                    continue
+                keys.add(batch)
+                created = known.merge(conn, path, batch, fmt.names, now)
+                result.campaigns_created += created[0]
+                result.adsets_created += created[1]
+                result.ads_created += created[2]
+                _upsert_ad_rows(conn, account_id, batch, now)
+                result.rows += len(batch)
+                lo, hi = batch["date"].min().date(), batch["date"].max().date()
+                result.first_date = min(result.first_date or lo, lo)
+                result.last_date = max(result.last_date or hi, hi)
+            if result.rows == 0:
+                raise InputFileError(path, "no data rows")
+            keys.refuse_duplicates(path, fmt.names["ad_id"])
+            if replace:
+                result.rows_deleted = keys.delete_others(account_id, result.first_date, result.last_date)
+                _delete_rollups(conn, account_id, result.first_date, result.last_date)
+            keys.drop()
+            if conn.dialect.name == "postgresql":
+                # Rows just written have no planner statistics yet: PostgreSQL would estimate one row
+                # and nest-loop the rollup join (seconds per thousand rows). A hash join is right for
+                # this query shape whatever the statistics say. SET LOCAL ends with the transaction.
+                conn.exec_driver_sql("SET LOCAL enable_nestloop = off")
+            for level in ("adset", "campaign"):
+                _roll_up(conn, account_id, level, result.first_date, result.last_date, now)
+            result.rows_changed = conn.execute(
+                select(func.count())
+                .select_from(DailyInsight)
+                .where(DailyInsight.account_id == account_id, DailyInsight.updated_at == now)
+            ).scalar_one()
+    except SQLAlchemyError as exc:
+        raise database_error(path, exc) from None
     return result
 
 
-def ensure_account(conn: Connection, path: Path, account_id: str, currency: str | None) -> None:
-    account = conn.execute(select(AdAccount).where(AdAccount.id == account_id)).first()
-    if account is None:
-        conn.execute(
-            AdAccount.__table__.insert().values(
-                id=account_id, name=account_id, is_active=True, currency=currency, timezone="UTC",
-                created_at=utcnow(), updated_at=utcnow(),
+def delete_insights(engine: Engine, account_id: str, first: dt.date, last: dt.date) -> int:
+    """Delete the account's insights (every level) dated ``first``..``last`` in one transaction,
+    e.g. to undo a wrong import; entities stay. Returns the number of ad-day rows deleted."""
+    validate_account_id(account_id)
+    if last < first:
+        raise ValueError(f"--to {last} is before --from {first}")
+    d = DailyInsight.__table__
+    with begin_write(engine) as conn:
+        if not conn.execute(select(AdAccount.id).where(AdAccount.id == account_id)).first():
+            raise LookupError(f"account {account_id} not found")
+        in_range = (d.c.account_id == account_id, d.c.date >= first, d.c.date <= last)
+        ads = conn.execute(delete(d).where(*in_range, d.c.entity_type == "ad")).rowcount
+        conn.execute(delete(d).where(*in_range))
+    return int(ads)
+
+
+def _file_format(path: Path, header, lead_indicators: Sequence[str], today: dt.date) -> _Format:  # noqa: ANN001
+    names = dict(header.columns)
+    if "date" not in names:
+        if "reporting_start" in names and "reporting_end" in names:
+            names["date"] = names["reporting_start"]  # a per-day export written with reporting dates
+        else:
+            raise InputFileError(
+                path, 'no per-day column ("Day" or "date"): export with the daily breakdown (Breakdown → By time → Day)',
+                row=1, column="Day",
             )
+    leads_from_results = normalise_header(names["leads"]) in ("results", "resultados")
+    return _Format(
+        names=names,
+        meta=names["campaign_id"].strip().lower() != "campaign_id",
+        leads_from_results=leads_from_results,
+        lead_indicators=tuple(normalise_header(i) for i in lead_indicators),
+        earliest=today - dt.timedelta(days=settings.IMPORT_MAX_AGE_DAYS),
+        latest=today + dt.timedelta(days=settings.IMPORT_MAX_FUTURE_DAYS),
+    )
+
+
+def database_error(path: Path, exc: SQLAlchemyError) -> InputFileError:
+    """A database error during an import as the one-line contract: what failed and the file,
+    never the SQL statement or its data."""
+    orig = getattr(exc, "orig", None) or exc
+    text = str(orig).strip().splitlines()[0] if str(orig).strip() else orig.__class__.__name__
+    if "locked" in text or "could not obtain lock" in text or "deadlock" in text:
+        message = f"the database is busy with another write ({text}); nothing was imported, try again"
+    elif isinstance(exc, IntegrityError):
+        message = f"the database refused a row ({orig.__class__.__name__}: {text}); nothing was imported"
+    else:
+        message = f"database error ({orig.__class__.__name__}: {text}); nothing was imported"
+    return InputFileError(path, message)
+
+
+class _ImportKeys:
+    """The (ad, date) keys of this import with their row numbers, in a temporary table of the
+    import's own transaction: duplicates are found and ``replace`` knows what the file covers,
+    with memory that does not grow with the file."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        meta = MetaData()
+        self.table = Table(
+            "ads_ml_import_keys", meta,
+            Column("ad_id", String(64)), Column("date", Date), Column("row", Integer),
+            prefixes=["TEMPORARY"],
         )
-        return
+        self.table.drop(conn, checkfirst=True)
+        self.table.create(conn)
+        Index("ix_ads_ml_import_keys", self.table.c.ad_id, self.table.c.date).create(conn)
+
+    def add(self, batch: pd.DataFrame) -> None:
+        self.conn.execute(self.table.insert(), [
+            {"ad_id": a, "date": d, "row": int(r)}
+            for a, d, r in zip(batch["ad_id"], batch["date"].dt.date, batch.index)
+        ])
+
+    def refuse_duplicates(self, path: Path, column: str) -> None:
+        k = self.table.c
+        duplicate = self.conn.execute(
+            select(k.ad_id, k.date, func.min(k.row).label("first"), func.max(k.row).label("again"))
+            .group_by(k.ad_id, k.date).having(func.count() > 1)
+            .order_by(func.max(k.row)).limit(1)
+        ).first()
+        if duplicate is not None:
+            raise InputFileError(
+                path, f"ad {duplicate.ad_id} on {duplicate.date} appears twice in the file (first in row {duplicate.first})",
+                row=int(duplicate.again), column=column,
+            )
+
+    def delete_others(self, account_id: str, first: dt.date, last: dt.date) -> int:
+        """Delete the account's ad-days in ``first``..``last`` that this file does not have."""
+        d, k = DailyInsight.__table__, self.table.c
+        in_file = select(k.ad_id).where(k.ad_id == d.c.entity_id, k.date == d.c.date).exists()
+        return int(self.conn.execute(delete(d).where(
+            d.c.account_id == account_id, d.c.entity_type == "ad", d.c.date >= first, d.c.date <= last, ~in_file,
+        )).rowcount)
+
+    def drop(self) -> None:
+        self.table.drop(self.conn)
+
+
+def _delete_rollups(conn: Connection, account_id: str, first: dt.date, last: dt.date) -> None:
+    """Adset and campaign days of the range, rebuilt by the roll-up from the remaining ad rows."""
+    d = DailyInsight.__table__
+    conn.execute(delete(d).where(d.c.account_id == account_id, d.c.entity_type.in_(["adset", "campaign"]),
+                                 d.c.date >= first, d.c.date <= last))
+
+
+def ensure_account(conn: Connection, path: Path, account_id: str, currency: str | None) -> None:
+    """Create the account if it is new (two imports creating it at once both succeed), or check
+    the file's currency against it."""
+    table = AdAccount.__table__
+    conn.execute(
+        insert_for(conn, table).values(
+            id=account_id, name=account_id, is_active=True, currency=currency, timezone="UTC",
+            created_at=utcnow(), updated_at=utcnow(),
+        ).on_conflict_do_nothing(index_elements=[table.c.id])
+    )
+    account = conn.execute(select(AdAccount.currency).where(AdAccount.id == account_id)).one()
     if currency and account.currency and account.currency.upper() != currency:
         raise InputFileError(
             path, f"account {account_id} is in {account.currency}, the file reports {currency}", row=1
         )
     if currency and not account.currency:
-        conn.execute(AdAccount.__table__.update().where(AdAccount.id == account_id).values(currency=currency))
+        conn.execute(table.update().where(table.c.id == account_id).values(currency=currency))
 
 
-def _parse_batch(path: Path, raw: pd.DataFrame, names: dict[str, str], result: ImportResult) -> pd.DataFrame:
+def _parse_batch(path: Path, raw: pd.DataFrame, fmt: _Format, result: ImportResult) -> pd.DataFrame:
+    names = fmt.names
     ids = ["campaign_id", "adset_id", "ad_id"]
-    # Ads Manager can append a summary row without ids and dates: not data.
-    summary = (raw[ids] == "").all(axis=1) & (raw["date"] == "")
+    # Ads Manager appends a summary row (account totals) without ids: not data.
+    summary = (raw[ids] == "").all(axis=1)
     if summary.any():
         result.skipped_summary_rows += int(summary.sum())
         raw = raw.loc[~summary]
     if raw.empty:
         return pd.DataFrame()
     require_values(path, raw, {c: names[c] for c in ids})
+    _check_texts(path, raw, fmt)
+    if "reporting_start" in names and "reporting_end" in names and names["date"] == names["reporting_start"]:
+        differs = raw["reporting_start"] != raw["reporting_end"]
+        row = first_bad(differs, raw.index)
+        if row is not None:
+            raise InputFileError(
+                path, f"reporting period {raw.at[row, 'reporting_start']} .. {raw.at[row, 'reporting_end']} is not one "
+                "day: export with the daily breakdown (Breakdown → By time → Day)", row=row, column=names["reporting_end"],
+            )
     out = pd.DataFrame(index=raw.index)
-    out["date"] = parse_dates(path, raw, "date", names["date"])
+    out["date"] = parse_dates(path, raw, "date", names["date"], earliest=fmt.earliest, latest=fmt.latest)
     for column in ids:
         out[column] = raw[column].astype(str)
     for column in ("impressions", "clicks", "spend", "leads", "conversions", "reach", "frequency"):
@@ -191,6 +420,11 @@ def _parse_batch(path: Path, raw: pd.DataFrame, names: dict[str, str], result: I
             integer=column in COUNT_COLUMNS,
             allow_missing=column in ("reach", "frequency"),
         )
+        limit = settings.IMPORT_MAX_SPEND if column == "spend" else settings.IMPORT_MAX_COUNT
+        row = first_bad(out[column] >= limit, raw.index) if column != "frequency" else None
+        if row is not None:
+            raise InputFileError(path, f"{raw.at[row, column]} is implausibly large for one ad-day (limit {limit:.0e})",
+                                 row=row, column=names[column])
     too_many = out["clicks"] > out["impressions"]
     if too_many.any():
         row = int(out.index[np.flatnonzero(too_many.to_numpy())[0]])
@@ -199,6 +433,9 @@ def _parse_batch(path: Path, raw: pd.DataFrame, names: dict[str, str], result: I
             f"clicks ({out.at[row, 'clicks']:.0f}) exceed impressions ({out.at[row, 'impressions']:.0f})",
             row=row, column=names["clicks"],
         )
+    if fmt.leads_from_results:
+        _check_result_indicator(path, raw, out, fmt, result)
+    _plausibility(out, result)
     # Frequency = impressions / reach when the file does not give it.
     with np.errstate(divide="ignore", invalid="ignore"):
         derived = np.where(out["reach"] > 0, out["impressions"] / out["reach"], np.nan)
@@ -207,43 +444,115 @@ def _parse_batch(path: Path, raw: pd.DataFrame, names: dict[str, str], result: I
         out[column] = raw[column].replace("", None) if column in names else None
     for level in ("campaign", "adset", "ad"):
         column = f"{level}_status"
-        out[column] = _parse_status(path, raw, column, names) if column in names else None
+        out[column] = _parse_status(raw, column, result) if column in names else None
     for level in ("campaign", "adset"):
         column = f"{level}_daily_budget"
-        out[column] = _parse_budget(raw[column]) if column in names else np.nan
+        out[column] = _parse_budget(path, raw, level, names, result) if column in names else np.nan
     return out
 
 
-def _parse_status(path: Path, raw: pd.DataFrame, column: str, names: dict[str, str]) -> pd.Series:
-    words = raw[column].str.lower().str.replace(r"[^a-z]", "", regex=True)
+def _check_texts(path: Path, raw: pd.DataFrame, fmt: _Format) -> None:
+    """Ids and names that both databases store alike: Meta's ids are digits (an id a spreadsheet
+    turned into 2.385E+13 would merge entities), ids fit 64 characters and names 512."""
+    for column in ("campaign_id", "adset_id", "ad_id"):
+        values = raw[column]
+        row = first_bad(values.str.fullmatch(SCIENTIFIC), raw.index)
+        if row is not None:
+            raise InputFileError(
+                path, f"id {values.loc[row]!r} was turned into a number in scientific notation (by a spreadsheet?): "
+                "the real id is lost; re-export the file", row=row, column=fmt.names[column])
+        if fmt.meta:
+            row = first_bad(~values.str.fullmatch(r"\d+"), raw.index)
+            if row is not None:
+                raise InputFileError(path, f"{values.loc[row]!r} is not a Meta id (digits only)",
+                                     row=row, column=fmt.names[column])
+        row = first_bad(values.str.len() > settings.IMPORT_MAX_ID_LENGTH, raw.index)
+        if row is not None:
+            raise InputFileError(path, f"id longer than {settings.IMPORT_MAX_ID_LENGTH} characters",
+                                 row=row, column=fmt.names[column])
+    for column in ("campaign_name", "adset_name", "ad_name"):
+        if column in fmt.names:
+            row = first_bad(raw[column].str.len() > settings.IMPORT_MAX_NAME_LENGTH, raw.index)
+            if row is not None:
+                raise InputFileError(path, f"name longer than {settings.IMPORT_MAX_NAME_LENGTH} characters",
+                                     row=row, column=fmt.names[column])
+
+
+def _check_result_indicator(path: Path, raw: pd.DataFrame, out: pd.DataFrame, fmt: _Format,
+                            result: ImportResult) -> None:
+    """"Results" are leads only where their indicator is a leads type (or one the user maps)."""
+    if "result_indicator" not in fmt.names:
+        result.notes.append(f'"{fmt.names["leads"]}" read as leads: the file has no "Result indicator" column')
+        return
+    indicator = raw["result_indicator"].map(normalise_header)
+    is_lead = indicator.map(
+        lambda v: any(w in v for w in LEAD_INDICATOR_WORDS) or v in fmt.lead_indicators
+    ).astype(bool)
+    counted = out["leads"] > 0
+    row = first_bad(counted & ~is_lead, raw.index)
+    if row is not None:
+        raise InputFileError(
+            path, f"result indicator {raw.at[row, 'result_indicator']!r} is not leads, so its "
+            f"{out.at[row, 'leads']:.0f} results are not leads (export the Leads column, or map it with "
+            f"--lead-indicator '{raw.at[row, 'result_indicator']}')", row=row, column=fmt.names["result_indicator"])
+
+
+def _plausibility(out: pd.DataFrame, result: ImportResult) -> None:
+    """Warnings that do not refuse: reach above impressions; frequency not impressions / reach."""
+    result.warn("reach above impressions", out.index[(out["reach"] > out["impressions"]).to_numpy()])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        implied = out["impressions"] / out["reach"]
+    given = out["frequency"]
+    off = given.notna() & (out["reach"] > 0) & (
+        (given - implied).abs() > 0.01 + settings.IMPORT_FREQUENCY_TOLERANCE * implied)
+    result.warn("frequency differs from impressions / reach", out.index[off.to_numpy()])
+
+
+def _parse_status(raw: pd.DataFrame, column: str, result: ImportResult) -> pd.Series:
+    words = raw[column].map(normalise_header)
     mapped = words.map(STATUS_WORDS)
     upper = raw[column].str.upper()
     mapped = mapped.where(mapped.notna(), upper.where(upper.isin(settings.ENTITY_STATUSES)))
-    bad = mapped.isna() & (raw[column] != "")
-    if bad.any():
-        row = int(raw.index[np.flatnonzero(bad.to_numpy())[0]])
-        raise InputFileError(path, f"unknown status {raw.at[row, column]!r}", row=row, column=names[column])
-    return mapped.where(raw[column] != "", None)
+    unknown = mapped.isna() & (raw[column] != "")
+    if unknown.any():
+        result.warn(f"unknown delivery status (status left as it was), e.g. {raw.loc[unknown, column].iloc[0]!r}",
+                    raw.index[unknown.to_numpy()])
+    return mapped.where(mapped.notna(), None)
 
 
-def _parse_budget(raw: pd.Series) -> pd.Series:
-    # Ads Manager writes text such as "Using campaign budget" where a level has no budget of its own.
-    return pd.to_numeric(raw.where(raw != "", None), errors="coerce").astype("float64")
-
-
-def _check_duplicates(path: Path, batch: pd.DataFrame, names: dict[str, str], seen: set[int]) -> None:
-    keys = pd.util.hash_pandas_object(batch[["ad_id", "date"]], index=False).to_numpy()
-    dup_in_batch = pd.Series(keys).duplicated().to_numpy()
-    dup_earlier = np.fromiter((k in seen for k in keys.tolist()), dtype=bool, count=len(keys))
-    dup = dup_in_batch | dup_earlier
-    if dup.any():
-        row = int(batch.index[np.flatnonzero(dup)[0]])
-        raise InputFileError(
-            path,
-            f"ad {batch.at[row, 'ad_id']} on {batch.at[row, 'date'].date()} appears twice in the file",
-            row=row, column=names["ad_id"],
-        )
-    seen.update(keys.tolist())
+def _parse_budget(path: Path, raw: pd.DataFrame, level: str, names: dict[str, str], result: ImportResult) -> pd.Series:
+    """Daily budgets. A lifetime budget (the budget-type column says so) is not a daily budget and
+    is not stored as one; text such as "Using campaign budget" means no budget of its own; a
+    negative or unreadable budget is refused."""
+    column = f"{level}_daily_budget"
+    text = raw[column]
+    values = pd.to_numeric(text.where(text != "", None), errors="coerce").astype("float64")
+    words = text.map(normalise_header)
+    no_own = values.isna() & words.map(lambda w: any(x in w for x in NO_OWN_BUDGET_WORDS)).astype(bool)
+    row = first_bad(values.isna() & (text != "") & ~no_own, raw.index)
+    if row is not None:
+        raise InputFileError(path, f"{text.loc[row]!r} is not a budget", row=row, column=names[column])
+    row = first_bad((values < 0) | (values >= settings.IMPORT_MAX_BUDGET), raw.index)
+    if row is not None:
+        raise InputFileError(path, f"invalid budget {text.loc[row]}", row=row, column=names[column])
+    kind_column = f"{level}_budget_type"
+    if kind_column in names:
+        kind = raw[kind_column].map(normalise_header)
+        lifetime = kind.map(lambda w: any(x in w for x in LIFETIME_BUDGET_WORDS)).astype(bool)
+        daily = kind.map(lambda w: any(x in w for x in DAILY_BUDGET_WORDS)).astype(bool)
+        row = first_bad(values.notna() & ~lifetime & ~daily, raw.index)
+        if row is not None:
+            raise InputFileError(path, f"budget type {raw.at[row, kind_column]!r} is neither daily nor lifetime",
+                                 row=row, column=names[kind_column])
+        if (values.notna() & lifetime).any():
+            result.warn(f"lifetime {level} budget (not stored as a daily budget)",
+                        raw.index[(values.notna() & lifetime).to_numpy()])
+        values = values.where(~lifetime)
+    elif values.notna().any() and normalise_header(names[column]) not in (f"{level}dailybudget",):
+        note = (f'"{names[column]}" read as daily budgets: add the budget type column to tell lifetime budgets apart')
+        if note not in result.notes:
+            result.notes.append(note)
+    return values
 
 
 @dataclass
@@ -403,7 +712,7 @@ def _roll_up(
             reach,
             func.sum(d.c.clicks),
             # rounded so that re-summing in another order never looks like a change
-            func.round(cast(func.sum(d.c.spend), Numeric(20, 8)), 6),
+            func.round(cast(func.sum(d.c.spend), Numeric(32, 8)), 6),
             func.sum(d.c.leads),
             func.sum(d.c.conversions),
             cast(impressions, Float) / func.nullif(reach, 0),

@@ -103,10 +103,10 @@ def recommend(
                 np.isfinite(ratio) and ratio >= s.REC_PAUSE_MIN_CPL_RATIO and leads >= 1)
             # with tracking broken the leads may be there, just not counted: fixing it comes first
             if pause_case and entity not in broken:
-                why = (f"spent {_money(spend)} in 7 days without a lead ({spend / account_cpl_7d:.1f}× the account CPL)"
-                       if leads == 0 else f"CPL {_money(entity_cpl)} is {ratio:.1f}× the account's {_money(account_cpl_7d)}")
+                why = (f"It spent {_money(spend)} in 7 days without a lead ({spend / account_cpl_7d:.1f}× the account CPL)"
+                       if leads == 0 else f"Its CPL {_money(entity_cpl)} is {ratio:.1f}× the account's {_money(account_cpl_7d)}")
                 add(entity, "PAUSE", "high", conf if leads else _confidence(spend / account_cpl_7d),
-                    f"It {why}: pause it.", {"status": "PAUSED"}, evidence)
+                    f"{why}: pause it.", {"status": "PAUSED"}, evidence)
             if (not pause_case and np.isfinite(ratio) and ratio >= s.REC_BUDGET_DECREASE_MIN_CPL_RATIO and np.isfinite(trend)
                   and trend >= s.REC_BUDGET_DECREASE_MIN_CPL_TREND):
                 add(entity, "BUDGET_DECREASE", "medium", conf,
