@@ -399,6 +399,8 @@ def _parse_batch(path: Path, raw: pd.DataFrame, fmt: _Format, result: ImportResu
         return pd.DataFrame()
     require_values(path, raw, {c: names[c] for c in ids})
     _check_texts(path, raw, fmt)
+    if "date" not in raw.columns:
+        raw = raw.assign(date=raw["reporting_start"])
     if "reporting_start" in names and "reporting_end" in names and names["date"] == names["reporting_start"]:
         differs = raw["reporting_start"] != raw["reporting_end"]
         row = first_bad(differs, raw.index)
@@ -643,29 +645,31 @@ class _Hierarchy:
     ) -> None:  # noqa: ANN001
         id_column = f"{level}_id"
         table = model.__table__
-        records = []
         has_budget = f"{level}_daily_budget" in rows.columns and level != "ad"
+        groups: dict[tuple[str, ...], list[dict]] = {}
         for row in rows.to_dict("records"):
             record = {"account_id": self.account_id, "id": row[id_column], "created_at": now, "updated_at": now}
             for target, source in extra.items():
                 record[target] = row[source]
-            record["name"] = row.get(f"{level}_name")
-            record["status"] = row.get(f"{level}_status") or "ACTIVE"
+            given = {"name": _given(row.get(f"{level}_name")), "status": _given(row.get(f"{level}_status"))}
             if has_budget:
-                budget = row.get(f"{level}_daily_budget")
-                record["daily_budget"] = None if budget is None or pd.isna(budget) else float(budget)
-            records.append(record)
-        if not records:
-            return
-        # Names, statuses and budgets are updated only when the file carries them.
-        update = [c for c in ("name", "status", "daily_budget") if c in records[0] and _column_given(rows, level, c)]
-        stmt = upsert(conn, table, key=("account_id", "id"), update=update or ["id"], always=["updated_at"])
-        conn.execute(stmt, records)
+                given["daily_budget"] = _given(row.get(f"{level}_daily_budget"))
+            record["name"] = given["name"]
+            record["status"] = given["status"] or "ACTIVE"  # a new entity without a status is active
+            if has_budget:
+                record["daily_budget"] = None if given["daily_budget"] is None else float(given["daily_budget"])
+            # Names, statuses and budgets are updated only where the row carries them.
+            groups.setdefault(tuple(c for c, v in given.items() if v is not None), []).append(record)
+        for update, records in groups.items():
+            stmt = upsert(conn, table, key=("account_id", "id"), update=list(update) or ["id"], always=["updated_at"])
+            conn.execute(stmt, records)
 
 
-def _column_given(rows: pd.DataFrame, level: str, column: str) -> bool:
-    source = f"{level}_{'daily_budget' if column == 'daily_budget' else column}"
-    return source in rows.columns and rows[source].notna().any()
+def _given(value: object) -> object:
+    """A cell's value, or None when it is empty or missing (None, NaN)."""
+    if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
+        return None
+    return value
 
 
 def _upsert_ad_rows(conn: Connection, account_id: str, batch: pd.DataFrame, now: dt.datetime) -> None:
