@@ -120,9 +120,19 @@ class Deployment:
     def start_schedule(self, name: str) -> str:
         data = self.query(
             """mutation($s: ScheduleSelector!) { startSchedule(scheduleSelector: $s) {
-                 __typename ... on ScheduleStateResult { scheduleState { status } } ... on PythonError { message } } }""",
+                 __typename ... on ScheduleStateResult { scheduleState { id status } } ... on PythonError { message } } }""",
             {"s": {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY, "scheduleName": name}},
         )["startSchedule"]
+        assert data["__typename"] == "ScheduleStateResult", data
+        assert data["scheduleState"]["status"] == "RUNNING"
+        return data["scheduleState"]["id"]
+
+    def stop_schedule(self, state_id: str) -> str:
+        data = self.query(
+            """mutation($id: String!) { stopRunningSchedule(id: $id) {
+                 __typename ... on ScheduleStateResult { scheduleState { status } } ... on PythonError { message } } }""",
+            {"id": state_id},
+        )["stopRunningSchedule"]
         assert data["__typename"] == "ScheduleStateResult", data
         return data["scheduleState"]["status"]
 
@@ -269,7 +279,7 @@ def test_daemon_and_launchpad_runs_succeed(deployment: Deployment, tmp_path: Pat
     live = deployment
     for sensor in SENSORS:
         assert live.start_sensor(sensor) == "RUNNING"
-    assert live.start_schedule(SCHEDULE) == "RUNNING"
+    schedule = live.start_schedule(SCHEDULE)
 
     _new_account(live.engine)
     _import_account(live.engine, tmp_path)
@@ -279,15 +289,13 @@ def test_daemon_and_launchpad_runs_succeed(deployment: Deployment, tmp_path: Pat
     live.wait_for(lambda: set(live.instance.get_dynamic_partitions("ad_account")) >= {WITH_DATA, WITHOUT_DATA},
                   "the partitions sensor to add both accounts")
 
-    def launched_by_daemon() -> list[dict] | None:
-        runs = [r for r in live.runs() if r["job"] != "__ASSET_JOB"]
-        by = {(r["job"], r["tags"].get("dagster/partition")) for r in runs}
-        wanted = {("account_refresh", WITH_DATA), ("impact_analysis", WITH_DATA),
-                  ("ad_anomaly_detection", WITH_DATA), ("ad_anomaly_detection", WITHOUT_DATA)}
-        done = all(r["status"] in TERMINAL for r in runs)
-        return runs if wanted <= by and done else None
-
-    runs = live.wait_for(launched_by_daemon, "the sensors' and the schedule's runs to finish", timeout=600)
+    wanted = {("account_refresh", WITH_DATA), ("impact_analysis", WITH_DATA),
+              ("ad_anomaly_detection", WITH_DATA), ("ad_anomaly_detection", WITHOUT_DATA)}
+    live.wait_for(lambda: wanted <= {(r["job"], r["tags"].get("dagster/partition")) for r in live.runs()},
+                  "the sensors and the schedule to launch their runs", timeout=600)
+    assert live.stop_schedule(schedule) == "STOPPED"  # it ticks every minute: enough for this test
+    runs = live.wait_for(lambda: (runs := live.runs()) and all(r["status"] in TERMINAL for r in runs) and runs,
+                         "the sensors' and the schedule's runs to finish", timeout=900)
     assert all(r["status"] == "SUCCESS" for r in runs), _failures(live.instance, runs)
     assert {r["tags"].get("dagster/sensor_name") for r in runs} >= {"new_insights_sensor", "change_events_sensor"}
     assert any(r["tags"].get("dagster/schedule_name") == SCHEDULE for r in runs)

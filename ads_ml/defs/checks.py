@@ -6,7 +6,7 @@ import warnings
 import dagster as dg
 
 from ads_ml.db.queries import LevelInsights
-from ads_ml.defs.common import LEVELS, markdown_table
+from ads_ml.defs.common import LEVELS, entity_names, markdown_table, with_names
 from ads_ml.defs.partitions import ad_account_partitions
 from ads_ml.ml import quality
 
@@ -23,7 +23,7 @@ def build_insights_checks(level: str) -> list[dg.AssetChecksDefinition]:
     def _no_negative_spend(insights: LevelInsights) -> dg.AssetCheckResult:
         bad = quality.negative_spend(insights.daily)
         return dg.AssetCheckResult(
-            passed=bad.empty, metadata={"rows": len(bad), "examples": dg.MetadataValue.md(markdown_table(bad))}
+            passed=bad.empty, metadata={"rows": len(bad), "examples": dg.MetadataValue.md(markdown_table(with_names(bad, entity_names(insights.entities))))}
         )
 
     @dg.asset_check(
@@ -33,7 +33,7 @@ def build_insights_checks(level: str) -> list[dg.AssetChecksDefinition]:
     def _clicks(insights: LevelInsights) -> dg.AssetCheckResult:
         bad = quality.clicks_over_impressions(insights.daily)
         return dg.AssetCheckResult(
-            passed=bad.empty, metadata={"rows": len(bad), "examples": dg.MetadataValue.md(markdown_table(bad))}
+            passed=bad.empty, metadata={"rows": len(bad), "examples": dg.MetadataValue.md(markdown_table(with_names(bad, entity_names(insights.entities))))}
         )
 
     @dg.asset_check(
@@ -42,7 +42,7 @@ def build_insights_checks(level: str) -> list[dg.AssetChecksDefinition]:
     def _unique(insights: LevelInsights) -> dg.AssetCheckResult:
         bad = quality.duplicate_entity_days(insights.daily)
         return dg.AssetCheckResult(
-            passed=bad.empty, metadata={"rows": len(bad), "examples": dg.MetadataValue.md(markdown_table(bad))}
+            passed=bad.empty, metadata={"rows": len(bad), "examples": dg.MetadataValue.md(markdown_table(with_names(bad, entity_names(insights.entities))))}
         )
 
     @dg.asset_check(
@@ -60,7 +60,7 @@ def build_insights_checks(level: str) -> list[dg.AssetChecksDefinition]:
                 "missing_days": len(missing),
                 "missing_dates": ", ".join(d.isoformat() for d in missing[:31]) or "none",
                 "entities_with_gaps": len(gaps),
-                "largest_entity_gaps": dg.MetadataValue.md(markdown_table(gaps)),
+                "largest_entity_gaps": dg.MetadataValue.md(markdown_table(with_names(gaps, entity_names(insights.entities)))),
             },
         )
 
