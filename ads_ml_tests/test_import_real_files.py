@@ -278,8 +278,8 @@ def test_database_errors_become_one_line_without_sql_or_data(engine, tmp_path):
             for _ in range(2):
                 conn.execute(sa.text("insert into ad_accounts (id, name, is_active, timezone, created_at, updated_at) "
                                      "values ('act_dup', 'secret-name', true, 'UTC', :t, :t)"), {"t": dt.datetime.now()})
-    error = database_error(tmp_path / "x.csv", raised.value)
+    error = database_error(tmp_path / "x.csv", raised.value, (2, 20001))
     assert isinstance(error, InputFileError)
     text = str(error)
-    assert text.startswith("x.csv: the database refused a row") and "nothing was imported" in text
+    assert text.startswith("x.csv: the database refused a row while writing rows 2–20001") and "nothing was imported" in text
     assert "insert into" not in text.lower() and "secret-name" not in text and "\n" not in text

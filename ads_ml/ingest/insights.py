@@ -219,6 +219,7 @@ def import_insights(
     fmt = _file_format(path, header, lead_indicators, today or dt.date.today())
     result = ImportResult(account_id=account_id, file=path.name)
     now = utcnow()
+    batch_rows_seen: tuple[int, int] | None = None  # the rows being written, for a database error
     try:
         with begin_write(engine) as conn:
             ensure_account(conn, path, account_id, header.extras.get("currency"))
@@ -228,6 +229,7 @@ def import_insights(
                 batch = _parse_batch(path, raw, fmt, result)
                 if batch.empty:
                     continue
+                batch_rows_seen = (int(batch.index[0]), int(batch.index[-1]))
                 keys.add(batch)
                 created = known.merge(conn, path, batch, fmt.names, now)
                 result.campaigns_created += created[0]
@@ -238,6 +240,7 @@ def import_insights(
                 lo, hi = batch["date"].min().date(), batch["date"].max().date()
                 result.first_date = min(result.first_date or lo, lo)
                 result.last_date = max(result.last_date or hi, hi)
+                batch_rows_seen = None
             if result.rows == 0:
                 raise InputFileError(path, "no data rows")
             keys.refuse_duplicates(path, fmt.names["ad_id"])
@@ -258,7 +261,7 @@ def import_insights(
                 .where(DailyInsight.account_id == account_id, DailyInsight.updated_at == now)
             ).scalar_one()
     except SQLAlchemyError as exc:
-        raise database_error(path, exc) from None
+        raise database_error(path, exc, batch_rows_seen) from None
     return result
 
 
@@ -299,17 +302,18 @@ def _file_format(path: Path, header, lead_indicators: Sequence[str], today: dt.d
     )
 
 
-def database_error(path: Path, exc: SQLAlchemyError) -> InputFileError:
-    """A database error during an import as the one-line contract: what failed and the file,
-    never the SQL statement or its data."""
+def database_error(path: Path, exc: SQLAlchemyError, rows: tuple[int, int] | None = None) -> InputFileError:
+    """A database error during an import as the one-line contract: what failed, the file and, when
+    it happened while writing rows, which rows — never the SQL statement or its data."""
     orig = getattr(exc, "orig", None) or exc
     text = str(orig).strip().splitlines()[0] if str(orig).strip() else orig.__class__.__name__
+    where = f" while writing rows {rows[0]}–{rows[1]}" if rows else ""
     if "locked" in text or "could not obtain lock" in text or "deadlock" in text:
-        message = f"the database is busy with another write ({text}); nothing was imported, try again"
+        message = f"the database is busy with another write{where} ({text}); nothing was imported, try again"
     elif isinstance(exc, IntegrityError):
-        message = f"the database refused a row ({orig.__class__.__name__}: {text}); nothing was imported"
+        message = f"the database refused a row{where} ({orig.__class__.__name__}: {text}); nothing was imported"
     else:
-        message = f"database error ({orig.__class__.__name__}: {text}); nothing was imported"
+        message = f"database error{where} ({orig.__class__.__name__}: {text}); nothing was imported"
     return InputFileError(path, message)
 
 
