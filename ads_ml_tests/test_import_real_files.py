@@ -45,8 +45,6 @@ def _refused(tmp_path, engine, capsys, name: str, text: str | bytes, pattern: st
     assert main(["import", "insights", str(path), "--account", "act_real", *extra]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1, err
-    import re
-
     assert re.search(pattern, err), err
     assert f"error: {name}" in err
     assert snapshot(engine) == before

@@ -96,3 +96,42 @@ def test_no_duplicate_open_recommendations_and_expiry(engine):
     with engine.connect() as conn:
         statuses = dict(conn.execute(sa.text("select status, count(*) from ml_recommendations group by status")).all())
     assert statuses == {"OPEN": len(recs), "EXPIRED": len(recs)}
+
+
+def test_one_open_recommendation_per_entity_and_type_is_enforced_by_the_schema(engine):
+    with engine.begin() as conn:
+        conn.execute(sa.text("insert into ad_accounts (id, name, is_active, timezone, created_at, updated_at) "
+                             "values ('act_u', 'u', true, 'UTC', '2026-01-01', '2026-01-01')"))
+    insert = sa.text(
+        "insert into ml_recommendations (account_id, entity_type, entity_id, recommendation_type, priority, confidence, "
+        "reason, suggested_action, evidence, status, reference_date, created_at, expires_at, updated_at) values "
+        "('act_u', 'ad', '1', 'PAUSE', 'high', 0.9, 'r', '{}', '{}', :status, '2026-06-30', '2026-06-30', "
+        "'2026-07-07', '2026-06-30')")
+    with engine.begin() as conn:
+        conn.execute(insert, {"status": "OPEN"})
+        conn.execute(insert, {"status": "EXPIRED"})  # closed ones may repeat
+    with pytest.raises(sa.exc.IntegrityError):
+        with engine.begin() as conn:
+            conn.execute(insert, {"status": "OPEN"})
+
+    # two runs storing the same recommendations at once: one OPEN row each, however they interleave
+    features = pd.DataFrame([_row(**ANCHOR), _row(cpl_7d=6.0, cpl_vs_account_7d=0.6, leads_7d=12)],
+                            index=pd.Index(["anchor", "x"], name="entity_id"))
+    recs = recommend("campaign", features)
+    import threading
+
+    barrier, results = threading.Barrier(2), []
+
+    def store() -> None:
+        barrier.wait(timeout=30)
+        results.append(store_recommendations(engine, "act_u", "campaign", dt.date(2026, 6, 30), recs, 7))
+
+    threads = [threading.Thread(target=store) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert sorted(r["new"] for r in results) == [0, len(recs)]
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("select count(*) from ml_recommendations where account_id = 'act_u' "
+                                    "and entity_type = 'campaign' and status = 'OPEN'")).scalar_one() == len(recs)

@@ -12,10 +12,13 @@ No Dagster here: the model IO manager (``ads_ml.defs.io_managers``) is a thin wr
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import re
+import secrets
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,12 +26,17 @@ from typing import Any
 
 import joblib
 from sqlalchemy import Engine, and_, func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ads_ml.db.jsonsafe import to_jsonable
 from ads_ml.db.models import TrainedModel, utcnow
 
 SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]")
+#: Attempts at taking the next version numbers when another run commits the same ones first.
+VERSION_ATTEMPTS = 5
+#: A temporary model file older than this was left by a killed write.
+STALE_TEMPORARY_SECONDS = 3600
 
 
 class ModelIntegrityError(RuntimeError):
@@ -135,59 +143,93 @@ class ModelRegistry:
         return self.save_many(account_id, [artifact])[0]
 
     def save_many(self, account_id: str, artifacts: Sequence[ModelArtifact]) -> list[StoredModel]:
-        """Write every artifact's file, then commit all their rows in one transaction."""
+        """Write every artifact's file, then commit all their rows in one transaction.
+
+        Safe when two runs save the same models at once: each writes files under names of its own
+        (a random token beside the version), so a run that loses the race on the version numbers
+        deletes only the files it wrote and never committed, takes the next versions and retries."""
         if not artifacts:
             return []
-        versions = self._next_versions(account_id, artifacts)
-        written: list[tuple[ModelArtifact, int, Path, str]] = []
-        try:
-            for artifact in artifacts:
-                version = versions[(artifact.name, artifact.entity_type, artifact.entity_id)]
-                versions[(artifact.name, artifact.entity_type, artifact.entity_id)] += 1
-                path = self._path_for(account_id, artifact, version)
-                checksum = self._write_atomically(artifact.model, path)
-                written.append((artifact, version, path, checksum))
-            now = utcnow()
-            with self.engine.begin() as conn:
-                table = TrainedModel.__table__
-                for artifact, _v, _p, _c in written:
-                    conn.execute(
-                        update(table)
-                        .where(
-                            table.c.account_id == account_id,
-                            table.c.name == artifact.name,
-                            table.c.entity_type == artifact.entity_type,
-                            table.c.entity_id == artifact.entity_id,
-                            table.c.status == "READY",
-                        )
-                        .values(status="DEPRECATED", updated_at=now)
-                    )
-                rows = [
-                    {
-                        "name": artifact.name,
-                        "model_type": artifact.model_type,
-                        "version": version,
-                        "account_id": account_id,
-                        "entity_type": artifact.entity_type,
-                        "entity_id": artifact.entity_id,
-                        "path": str(path),
-                        "parameters": to_jsonable(artifact.parameters),
-                        "feature_columns": list(artifact.feature_columns),
-                        "training_metrics": to_jsonable(artifact.metrics),
-                        "status": "READY",
-                        "checksum": checksum,
-                        "created_at": now,
-                        "updated_at": now,
-                    }
-                    for artifact, version, path, checksum in written
-                ]
-                conn.execute(table.insert(), rows)
-        except BaseException:
-            for _a, _v, path, _c in written:
-                path.unlink(missing_ok=True)
-            raise
+        self._remove_stale_temporaries(account_id)
+        for attempt in range(1, VERSION_ATTEMPTS + 1):
+            versions = self._next_versions(account_id, artifacts)
+            written: list[tuple[ModelArtifact, int, Path, str]] = []
+            token = secrets.token_hex(4)
+            try:
+                for artifact in artifacts:
+                    key = (artifact.name, artifact.entity_type, artifact.entity_id)
+                    version = versions[key]
+                    versions[key] += 1
+                    path = self._path_for(account_id, artifact, version, token)
+                    checksum = self._write_atomically(artifact.model, path)
+                    written.append((artifact, version, path, checksum))
+                self._commit(account_id, written)
+            except IntegrityError:
+                for _a, _v, path, _c in written:
+                    path.unlink(missing_ok=True)
+                if attempt == VERSION_ATTEMPTS:
+                    raise
+                continue
+            except BaseException:
+                for _a, _v, path, _c in written:
+                    path.unlink(missing_ok=True)
+                raise
+            break
         self._prune_files(account_id, {(a.name, a.entity_type) for a, _v, _p, _c in written})
         return self._rows_for(account_id, [(a.name, a.entity_type, a.entity_id, v) for a, v, _p, _c in written])
+
+    def _commit(self, account_id: str, written: list[tuple[ModelArtifact, int, Path, str]]) -> None:
+        """The rows of the written files, READY, and the previous READY versions DEPRECATED, in one
+        transaction (a concurrent run that took the same versions fails on the unique key)."""
+        now = utcnow()
+        with self.engine.begin() as conn:
+            table = TrainedModel.__table__
+            for artifact, _v, _p, _c in written:
+                conn.execute(
+                    update(table)
+                    .where(
+                        table.c.account_id == account_id,
+                        table.c.name == artifact.name,
+                        table.c.entity_type == artifact.entity_type,
+                        table.c.entity_id == artifact.entity_id,
+                        table.c.status == "READY",
+                    )
+                    .values(status="DEPRECATED", updated_at=now)
+                )
+            rows = [
+                {
+                    "name": artifact.name,
+                    "model_type": artifact.model_type,
+                    "version": version,
+                    "account_id": account_id,
+                    "entity_type": artifact.entity_type,
+                    "entity_id": artifact.entity_id,
+                    "path": str(path),
+                    "parameters": to_jsonable(artifact.parameters),
+                    "feature_columns": list(artifact.feature_columns),
+                    "training_metrics": to_jsonable(artifact.metrics),
+                    "status": "READY",
+                    "checksum": checksum,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for artifact, version, path, checksum in written
+            ]
+            conn.execute(table.insert(), rows)
+
+    def _remove_stale_temporaries(self, account_id: str) -> None:
+        """Temporary files left by writes that were killed (older than an hour; a write in
+        progress is never that old)."""
+        folder = self.models_dir / safe_component(account_id)
+        if not folder.is_dir():
+            return
+        cutoff = time.time() - STALE_TEMPORARY_SECONDS
+        for tmp in folder.rglob(".*.tmp"):
+            try:
+                if tmp.stat().st_mtime < cutoff:
+                    tmp.unlink(missing_ok=True)
+            except OSError:
+                continue
 
     def _prune_files(self, account_id: str, keys: set[tuple[str, str]]) -> None:
         """Delete the files of DEPRECATED versions older than the previous one (the rows stay, as
@@ -252,8 +294,11 @@ class ModelRegistry:
         stored.model = self._read_verified(stored)
         return stored
 
-    def load_all(self, account_id: str, name: str, entity_type: str) -> dict[str, StoredModel]:
-        """The newest READY model of every entity of a level (per-entity models), verified."""
+    def load_all(self, account_id: str, name: str, entity_type: str,
+                 skipped: dict[str, str] | None = None) -> dict[str, StoredModel]:
+        """The newest READY model of every entity of a level (per-entity models), verified. One
+        entity's missing or corrupted file does not fail the others: it is left out, and the reason
+        goes into ``skipped`` (entity id -> why) when given, else the error is raised."""
         newest = (
             select(
                 TrainedModel.entity_id,
@@ -285,15 +330,22 @@ class ModelRegistry:
         out = {}
         for row in rows:
             stored = StoredModel.from_row(row)
-            stored.model = self._read_verified(stored)
+            try:
+                stored.model = self._read_verified(stored)
+            except (ModelIntegrityError, OSError, ValueError, EOFError) as exc:
+                if skipped is None:
+                    raise
+                skipped[stored.entity_id] = str(exc)
+                continue
             out[stored.entity_id] = stored
         return out
 
     # --- internals -------------------------------------------------------------------------
 
-    def _path_for(self, account_id: str, artifact: ModelArtifact, version: int) -> Path:
+    def _path_for(self, account_id: str, artifact: ModelArtifact, version: int, token: str) -> Path:
         folder = self.models_dir / safe_component(account_id) / safe_component(artifact.entity_type) / safe_component(artifact.name)
         stem = f"{safe_component(artifact.entity_id)}-v{version}" if artifact.entity_id else f"v{version}"
+        stem = f"{stem}-{token}"
         path = (folder / f"{stem}.joblib").resolve()
         if not path.is_relative_to(self.models_dir):
             raise ValueError(f"model path {path} escapes the models directory {self.models_dir}")
@@ -303,21 +355,26 @@ class ModelRegistry:
     def _write_atomically(model: Any, path: Path) -> str:
         return write_atomically(path, lambda handle: joblib.dump(model, handle))
 
-    @staticmethod
-    def _read_verified(stored: StoredModel) -> Any:
-        path = Path(stored.path)
-        if not path.is_file():
+    def _read_verified(self, stored: StoredModel) -> Any:
+        """The model object, from a file that must lie inside the models directory and match its
+        checksum; the bytes are read once, hashed and loaded from memory (no swap in between)."""
+        path = Path(stored.path).expanduser().resolve()
+        what = f"{stored.name} v{stored.version} ({stored.entity_type} {stored.entity_id})".replace(" )", ")")
+        if not path.is_relative_to(self.models_dir):
             raise ModelIntegrityError(
-                f"model file of {stored.name} v{stored.version} ({stored.entity_type} {stored.entity_id}) "
-                f"is missing: {path}"
+                f"model file of {what} is recorded at {path}, outside the models directory {self.models_dir}: "
+                "refusing to load it"
             )
-        actual = file_sha256(path)
+        if not path.is_file():
+            raise ModelIntegrityError(f"model file of {what} is missing: {path}")
+        data = path.read_bytes()
+        actual = hashlib.sha256(data).hexdigest()
         if actual != stored.checksum:
             raise ModelIntegrityError(
-                f"model file {path} does not match its checksum (expected {stored.checksum}, found {actual}); "
-                "refusing to load it — re-materialise the model asset"
+                f"model file {path} of {what} does not match its checksum (expected {stored.checksum}, "
+                f"found {actual}); refusing to load it — re-materialise the model asset"
             )
-        return joblib.load(path)
+        return joblib.load(io.BytesIO(data))
 
     def _next_versions(self, account_id: str, artifacts: Iterable[ModelArtifact]) -> dict[tuple[str, str, str], int]:
         keys = {(a.name, a.entity_type, a.entity_id) for a in artifacts}

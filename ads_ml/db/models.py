@@ -25,6 +25,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -391,6 +392,10 @@ class Recommendation(Base):
     __tablename__ = "ml_recommendations"
     __table_args__ = (
         Index("ix_ml_recommendations_open", "account_id", "entity_type", "status"),
+        # At most one OPEN recommendation of a type per entity, enforced by the schema (two runs
+        # writing at once cannot both insert it).
+        Index("uq_ml_recommendations_one_open", "account_id", "entity_type", "entity_id", "recommendation_type",
+              unique=True, sqlite_where=text("status = 'OPEN'"), postgresql_where=text("status = 'OPEN'")),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)

@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, delete, func, literal, select
+from sqlalchemy import Engine, delete, func, literal, select, text
 
 from ads_ml.db.jsonsafe import to_jsonable
+from ads_ml.db.upsert import insert_for
 from ads_ml.db.models import (
     ENTITY_MODELS,
     AdAccount,
@@ -469,12 +470,6 @@ def store_recommendations(engine: Engine, account_id: str, entity_type: str, ref
                    table.c.status == "OPEN", table.c.expires_at <= now)
             .values(status="EXPIRED", updated_at=now)
         ).rowcount
-        open_keys = {
-            (e, t) for e, t in conn.execute(
-                select(table.c.entity_id, table.c.recommendation_type)
-                .where(table.c.account_id == account_id, table.c.entity_type == entity_type, table.c.status == "OPEN")
-            )
-        }
         rows = [
             {
                 "account_id": account_id, "entity_type": entity_type, "entity_id": r["entity_id"],
@@ -485,11 +480,17 @@ def store_recommendations(engine: Engine, account_id: str, entity_type: str, ref
                 "expires_at": now + dt.timedelta(days=expiry_days), "updated_at": now,
             }
             for r in frame.to_dict("records")
-            if (r["entity_id"], r["recommendation_type"]) not in open_keys
         ]
+        inserted = 0
         if rows:
-            conn.execute(table.insert(), rows)
-    return {"new": len(rows), "already_open": len(frame) - len(rows), "expired": int(expired or 0)}
+            # the partial unique index keeps an already OPEN (entity, type) from being issued twice,
+            # also against a concurrent run
+            stmt = insert_for(conn, table).on_conflict_do_nothing(
+                index_elements=[table.c.account_id, table.c.entity_type, table.c.entity_id, table.c.recommendation_type],
+                index_where=text("status = 'OPEN'"),
+            ).returning(table.c.id)
+            inserted = len(conn.execute(stmt, rows).all())
+    return {"new": inserted, "already_open": len(frame) - inserted, "expired": int(expired or 0)}
 
 
 def latest_anomalies(engine: Engine, account_id: str, entity_type: str) -> pd.DataFrame:

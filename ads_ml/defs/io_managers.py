@@ -68,7 +68,11 @@ class ModelIOManager(dg.ConfigurableIOManager):
         registry = self.model_store.registry(self.database)
         account_id = context.asset_partition_key
         if metadata.get(PER_ENTITY_KEY):
-            return registry.load_all(account_id, name, entity_type)
+            skipped: dict[str, str] = {}
+            models = registry.load_all(account_id, name, entity_type, skipped=skipped)
+            for entity_id, why in sorted(skipped.items()):
+                context.log.warning(f"{why}; {entity_type} {entity_id} goes on without its model until it is retrained")
+            return models
         try:
             return registry.load(account_id, name, entity_type)
         except ModelNotFoundError as exc:
