@@ -86,15 +86,24 @@ def materialize_account(
 
 
 def _raise_on_failure(result: dg.ExecuteInProcessResult, what: str) -> None:
-    """A PipelineError naming each failed step and the last line of its error."""
+    """A PipelineError naming each failed step and the root cause of its error (not Dagster's
+    wrapper, e.g. "Error occurred while loading input", but the checksum mismatch under it)."""
     if result.success:
         return
     failures = [
-        f"{event.step_key}: {event.event_specific_data.error.message.strip().splitlines()[-1]}"
+        f"{event.step_key}: {root_cause(event.event_specific_data.error)}"
         for event in result.all_events
         if event.event_type == dg.DagsterEventType.STEP_FAILURE and event.event_specific_data.error
     ]
     raise PipelineError(f"{what} failed: " + ("; ".join(failures) or "see the run in dagster dev"))
+
+
+def root_cause(error) -> str:  # noqa: ANN001 - dagster's SerializableErrorInfo
+    """The innermost cause of a serialised error chain, as one line ``Type: message``."""
+    while getattr(error, "cause", None) is not None:
+        error = error.cause
+    message = " ".join((error.message or "").split())
+    return message or getattr(error, "cls_name", None) or "unknown error"
 
 
 def _defs() -> dg.Definitions:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import dagster as dg
 import pytest
+import sqlalchemy as sa
 
 from ads_ml.cli import main
 from ads_ml_tests.helpers import CANONICAL, count, write_csv
@@ -44,9 +47,28 @@ def test_demo_then_materialize_and_report(app_env, engine, capsys):
         assert instance.get_dynamic_partitions("ad_account") == ["act_demo"]
 
     assert main(["report", "--account", "act_demo"]) == 0
-    assert "campaigns: 2 (2 active)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "campaigns: 2 (2 active)" in out
+    assert re.search(r"(Campaign|Adset|Ad) \d+ \(238\d+\)", out)  # entities by name beside their id
     assert main(["report", "--account", "act_missing"]) == 1
     assert "account act_missing not found" in capsys.readouterr().err
+
+    # A corrupted model file: the one-line error carries the root cause (the file and both hashes),
+    # not Dagster's "Error occurred while loading input".
+    with engine.connect() as conn:
+        path = conn.execute(sa.text("select path from ml_trained_models where status = 'READY' and "
+                                    "name = 'isolation_forest' and entity_type = 'campaign' limit 1")).scalar_one()
+    Path(path).write_bytes(b"tampered")
+    assert main(["materialize", "--account", "act_demo", "--select", "campaign_anomalies"]) == 0  # skipped, not fatal
+    assert "does not match its checksum" in capsys.readouterr().err  # the warning in the run's log
+    with engine.connect() as conn:
+        level, path = conn.execute(sa.text("select entity_type, path from ml_trained_models where status = 'READY' "
+                                           "and name = 'tier_classifier' order by entity_type limit 1")).one()
+    Path(path).write_bytes(b"tampered")
+    assert main(["materialize", "--account", "act_demo", "--select", f"{level}_classifications"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("ads-ml: error: run ") and f"{level}_classifications: " in err
+    assert f"model file {path}" in err and "does not match its checksum" in err
 
 
 def test_console_script_is_installed(app_env, tmp_path):
