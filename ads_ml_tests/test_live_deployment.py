@@ -331,7 +331,7 @@ def test_daemon_and_launchpad_runs_succeed(deployment: Deployment, tmp_path: Pat
         runs = [r for r in live.runs() if r["run_id"] in launched]
         return runs if len(runs) == len(launched) and all(r["status"] in TERMINAL for r in runs) else None
 
-    runs = live.wait_for(launched_done, "the launchpad runs to finish", timeout=900)
+    runs = live.wait_for(launched_done, "the launchpad runs to finish", timeout=1800)
     assert all(r["status"] == "SUCCESS" for r in runs), _failures(live.instance, runs)
     assert {(r["job"], r["tags"]["dagster/partition"]) for r in runs} >= {
         (j.name, a) for j in all_jobs for a in (WITH_DATA, WITHOUT_DATA)}
