@@ -208,13 +208,10 @@ def load_level_features(engine: Engine, account_id: str, entity_type: str, featu
 def replace_calibration(engine: Engine, account_id: str, entity_type: str, weight_rows: list[dict],
                         validation_rows: list[dict]) -> None:
     """Replace a level's ensemble weights and per-entity validation in one transaction."""
-    where = (("account_id", account_id), ("entity_type", entity_type))
+    where = {"account_id": account_id, "entity_type": entity_type}
     with engine.begin() as conn:
-        for model, rows in ((EnsembleWeight, weight_rows), (ForecastValidation, validation_rows)):
-            table = model.__table__
-            conn.execute(delete(table).where(*[table.c[k] == v for k, v in where]))
-            if rows:
-                conn.execute(table.insert(), [to_jsonable_row(r) for r in rows])
+        _replace_in(conn, EnsembleWeight, where, weight_rows)
+        _replace_in(conn, ForecastValidation, where, validation_rows)
 
 
 def load_calibration(engine: Engine, account_id: str, entity_type: str, baseline: str) -> EnsembleCalibration:
@@ -369,12 +366,17 @@ def latest_classifications(engine: Engine, account_id: str, entity_type: str) ->
 
 def replace_rows(engine: Engine, model, where: dict, rows: list[dict]) -> int:  # noqa: ANN001
     """Delete the rows of ``model`` matching ``where`` and insert ``rows``, in one transaction."""
-    table = model.__table__
     with engine.begin() as conn:
-        conn.execute(delete(table).where(*[table.c[k] == v for k, v in where.items()]))
-        if rows:
-            conn.execute(table.insert(), [to_jsonable_row(r) for r in rows])
+        _replace_in(conn, model, where, rows)
     return len(rows)
+
+
+def _replace_in(conn, model, where: dict, rows: list[dict]) -> None:  # noqa: ANN001
+    """Within the caller's transaction: delete ``model``'s rows matching ``where``, insert ``rows``."""
+    table = model.__table__
+    conn.execute(delete(table).where(*[table.c[k] == v for k, v in where.items()]))
+    if rows:
+        conn.execute(table.insert(), [to_jsonable_row(r) for r in rows])
 
 
 def to_jsonable_row(row: dict) -> dict:
