@@ -9,7 +9,7 @@ from ads_ml.defs.assets.anomalies import anomalies_assets
 from ads_ml.defs.assets.forecasting import forecasting_assets
 from ads_ml.defs.assets.insights import insights_assets
 from ads_ml.defs.assets.tiers import tier_assets
-from ads_ml.defs.checks import insights_checks
+from ads_ml.defs.checks import insights_checks, tier_checks
 from ads_ml.defs.io_managers import DatabaseIOManager, ModelIOManager
 from ads_ml.defs.jobs import all_jobs
 from ads_ml.defs.schedules import schedules
@@ -43,7 +43,7 @@ def build_executor() -> dg.ExecutorDefinition:
 
 defs = dg.Definitions(
     assets=[*insights_assets, *features_assets, *tier_assets, *forecasting_assets, *anomalies_assets, *action_assets],
-    asset_checks=insights_checks,
+    asset_checks=[*insights_checks, *tier_checks],
     jobs=all_jobs,
     schedules=schedules,
     sensors=[ad_account_partitions_sensor, new_insights_sensor, change_events_sensor],

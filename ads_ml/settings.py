@@ -134,13 +134,14 @@ TIER_UNDER = "UNDERPERFORMER"
 TIER_INSUFFICIENT = "INSUFFICIENT_DATA"
 #: Best first; the classifier predicts these four.
 TIERS = (TIER_HIGH, TIER_MODERATE, TIER_LOW, TIER_UNDER)
-#: Rule tiers on CPL relative to the account's average CPL over the same window (level-wide):
-#: HIGH needs CPL ≤ 0.75 × average *and* at least TIER_HIGH_MIN_LEADS leads; MODERATE ≤ 1.10 ×;
-#: LOW ≤ 1.50 ×; above, or spend without any lead, UNDERPERFORMER.
-TIER_HIGH_MAX_CPL_RATIO = 0.75
-TIER_MODERATE_MAX_CPL_RATIO = 1.10
-TIER_LOW_MAX_CPL_RATIO = 1.50
-TIER_HIGH_MIN_LEADS = 5
+#: Rule tiers are quantiles of the level's entities by cost per lead, so every tier holds a share a
+#: marketer can act on: the cheapest quarter HIGH, then MODERATE, LOW and the dearest quarter
+#: UNDERPERFORMER (cumulative shares below). The cost is shrunk toward the level's pooled CPL by
+#: TIER_PRIOR_LEADS pseudo-leads — (spend + k · pooled CPL) / (leads + k) — the volume guard: an
+#: ad with one cheap lead is not HIGH on luck, and one that spent without a lead is dearer the
+#: more it spent.
+TIER_QUANTILES = (0.25, 0.50, 0.75)
+TIER_PRIOR_LEADS = 3.0
 #: No lead and less spend than this share of the account CPL: too little evidence for a tier.
 TIER_INSUFFICIENT_SPEND_SHARE_OF_CPL = 0.5
 #: Window (days) of a forward-looking outcome label, and how long a classification is valid.
@@ -273,7 +274,7 @@ ANOMALY_HISTORY_DAYS = 60
 ANOMALY_MIN_SAMPLES = 14
 ANOMALY_CONTAMINATION = 0.05
 ANOMALY_N_ESTIMATORS = 100
-ANOMALY_FEATURES = ("spend", "cpl", "ctr", "frequency", "leads")
+ANOMALY_FEATURES = ("spend", "cpl", "ctr", "frequency", "leads", "cpm")
 #: CTR is only checked for entities with at least this many clicks a day.
 ANOMALY_MIN_CLICKS_FOR_CTR = 5
 #: The level and spread a day is compared with come from this many recent days of the history.
@@ -289,7 +290,11 @@ ANOMALY_SEVERITY_Z = {"medium": 6.0, "high": 9.0, "critical": 14.0}
 #: Smallest spread (as a share of the typical value) a metric's z-score divides by, so a very
 #: steady history does not turn every small wobble into an alarm. Leads and CPL are judged by
 #: Poisson tail probabilities of the lead count instead.
-ANOMALY_MIN_RELATIVE_SPREAD = {"spend": 0.15, "ctr": 0.10, "frequency": 0.05}
+ANOMALY_MIN_RELATIVE_SPREAD = {"spend": 0.15, "cpm": 0.15, "ctr": 0.10, "frequency": 0.05}
+#: "Delivery stopped" only for an entity that delivered on each of this many days before (one
+#: that stopped weeks ago is not news) and whose status is not one of these.
+ANOMALY_STOPPED_RECENT_DAYS = 3
+ANOMALY_INACTIVE_STATUSES = ("PAUSED", "ARCHIVED", "DELETED")
 #: Structural checks: spend above this multiple of the daily budget; a lead-less day is a broken
 #: form / pixel when the recent history (leads on most days) makes the run of lead-less days
 #: less likely than this.

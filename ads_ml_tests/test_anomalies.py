@@ -118,3 +118,51 @@ def test_generated_account_false_alarms_and_recall():
     )
     assert hits == len(injected) == 3
     assert len(found) <= len(injected) + 4  # few false alarms among ~80 delivering ads
+
+
+def test_a_cpm_spike_is_found_as_cpm_up():
+    daily = steady_entity(seed=4)
+    # the same spend buys 2.5× fewer impressions: dearer auctions, not more delivery
+    last = _last(daily)
+    daily.loc[last, "impressions"] = (daily.loc[last, "impressions"] / 2.5).round()
+    daily.loc[last, "clicks"] = (daily.loc[last, "clicks"] / 2.5).round()
+    found = _detect(daily)
+    row = found.loc[found["metric"] == "cpm"]
+    assert len(row) == 1 and row["direction"].iloc[0] == "up"
+    assert row["observed_value"].iloc[0] > 2 * row["expected_value"].iloc[0]
+    assert not (found["metric"] == "spend").any()  # spend did not move
+
+
+def test_an_ad_stopped_weeks_ago_raises_nothing_but_one_that_stopped_today_does():
+    daily = steady_entity(seed=5)
+    long_ago = daily.loc[daily["date"] <= REF - pd.Timedelta(days=20)]  # no status column: it only stopped delivering
+    found = _detect_without_forest(long_ago)
+    assert found.empty, found
+    today = daily.loc[daily["date"] < REF]
+    found = _detect_without_forest(today)
+    assert found["method"].tolist() == ["structural:delivery_stopped"]
+    # a status that says paused keeps it silent even when it stopped today
+    assert _detect_without_forest(today, status="PAUSED").empty
+
+
+def _detect_without_forest(daily: pd.DataFrame, **kwargs) -> pd.DataFrame:
+    return detect_entity("e1", daily_metrics(daily), REF, forest=None, **kwargs)
+
+
+def test_a_day_in_progress_is_judged_only_for_excess():
+    daily = steady_entity(seed=6)
+    last = _last(daily)
+    partial = daily.copy()
+    partial.loc[last, ["spend", "impressions", "clicks", "leads"]] = (partial.loc[last, ["spend", "impressions", "clicks", "leads"]] * 0.2).round(2)
+    partial.loc[last, "leads"] = 0
+    # complete: a day at a fifth of its spend and no lead is an alarm
+    assert len(_detect(partial)) >= 1
+    # in progress (the data is from this morning): nothing to say yet
+    assert _detect(partial, in_progress_from=REF).empty
+    # not even "delivery stopped" when the morning has no row yet
+    assert _detect_without_forest(daily.loc[~last], in_progress_from=REF).empty
+    # but a morning that already spent three days' worth is news
+    spiking = daily.copy()
+    spiking.loc[last, ["spend", "impressions", "clicks"]] *= 3
+    found = _detect(spiking, in_progress_from=REF)
+    assert (found["metric"] == "spend").any() and (found["direction"] == "up").all()

@@ -33,7 +33,10 @@ def test_models_round_trip_and_anomalies(dagster_instance, engine, tmp_path, mon
     assert 0 < len(models) <= delivering and (models["status"] == "READY").all()
     metrics = models["training_metrics"].iloc[0]
     metrics = metrics if isinstance(metrics, dict) else __import__("json").loads(metrics)
-    assert metrics["samples"] >= 14 and metrics["features"] == 5 and metrics["contamination"] == 0.05
+    assert metrics["samples"] >= 14 and metrics["features"] == 6 and metrics["contamination"] == 0.05
+    # trained on the history detection compares with: the analysed day is not in it
+    last_dates = [(m if isinstance(m, dict) else __import__("json").loads(m))["last_date"] for m in models["training_metrics"]]
+    assert max(last_dates) == (END - dt.timedelta(days=1)).isoformat()
 
     anomalies = pd.read_sql(sa.text("select * from ml_anomalies"), engine.connect())
     spike = account.anomalies.loc[account.anomalies["kind"] == "spend_spike"].iloc[0]

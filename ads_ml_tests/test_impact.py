@@ -71,3 +71,27 @@ def test_calibration_study_rates_within_target():
     assert result["false_significant"] <= 0.10
     assert result["detected"] >= 0.80
     assert result["naive_welch_false_significant"] > 2 * result["false_significant"]
+
+
+def test_days_before_the_entity_or_the_data_existed_are_never_counted_as_zero_delivery():
+    # an entity that started delivering 10 days before a change that did nothing: a pre-period
+    # filled with 46 zero days would read "leads up, significantly"
+    entity, controls = simulate(np.random.default_rng(21), effect=0.0)
+    young = entity.loc[entity["date"] >= CHANGE - pd.Timedelta(days=10)]
+    report = analyse_change(young, CHANGE, "budget_change", control_daily=controls, data_end=DAYS[-1])
+    leads = report.metric_changes["leads"]
+    assert report.overall_impact in ("neutral", "inconclusive") and abs(leads["adjusted_pct_change"]) < 40
+    # the data loaded starts 12 days before the change: the pre-period starts there too
+    report = analyse_change(entity, CHANGE, "budget_change", control_daily=controls, data_end=DAYS[-1],
+                            data_start=CHANGE - pd.Timedelta(days=12))
+    assert report.metric_changes["leads"]["days_before"] == 7 and report.overall_impact in ("neutral", "inconclusive")
+
+
+def test_a_report_says_how_large_an_effect_the_data_could_detect():
+    # a small adset (about 4 leads a day): a 20 % change cannot be told from noise in a week
+    entity, controls = simulate(np.random.default_rng(2), effect=0.0)
+    small = entity.assign(spend=entity["spend"] / 40, leads=np.random.default_rng(3).poisson(entity["spend"] / 400))
+    report = analyse_change(small, CHANGE, "budget_change", control_daily=controls)
+    mde = report.metric_changes["leads"]["minimum_detectable_pct"]
+    assert mde is not None and mde > 20
+    assert report.overall_impact in ("neutral", "inconclusive") and "detectable" in report.recommendation

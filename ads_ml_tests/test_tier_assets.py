@@ -49,7 +49,18 @@ def test_classifications_for_every_level_with_models_and_directions(dagster_inst
         assert len(tiers) == n and set(tiers["reference_date"]) == {END}
         assert tiers["tier"].isin(["HIGH_PERFORMER", "MODERATE", "LOW", "UNDERPERFORMER", "INSUFFICIENT_DATA"]).all()
         by_model = tiers["method"] == "model"
-        assert by_model.sum() > 0 and (tiers.loc[by_model, "model_version"] == 2).all()
+        # the classifier is used only where it ordered its validation weeks better than the rules
+        trained = dagster_instance.get_latest_materialization_event(dg.AssetKey(f"{level}_tier_classifier"))
+        use = trained.asset_materialization.metadata["use"].value
+        check = dagster_instance.event_log_storage.get_latest_asset_check_execution_by_key(
+            [dg.AssetCheckKey(dg.AssetKey(f"{level}_tier_classifier"), "beats_rule_tiers")])
+        check_passed = next(iter(check.values())).event.dagster_event.event_specific_data.passed
+        if use == "model":
+            assert check_passed and by_model.sum() > 0 and (tiers.loc[by_model, "model_version"] == 2).all()
+        else:
+            assert use.startswith("rules:") and not check_passed and not by_model.any()
+            classified = dagster_instance.get_latest_materialization_event(dg.AssetKey(f"{level}_classifications"))
+            assert classified.asset_materialization.metadata["note"].value == use
         assert tiers.loc[by_model, "confidence_score"].between(0, 1).all()
         # the run a week earlier gives every entity a previous tier and a direction
         had = tiers["previous_tier"].notna()
@@ -62,7 +73,7 @@ def test_classifications_for_every_level_with_models_and_directions(dagster_inst
     event = dagster_instance.get_latest_materialization_event(dg.AssetKey("ad_classifications"))
     metadata = event.asset_materialization.metadata
     assert sum(metadata["tier_counts"].value.values()) == 40
-    assert "model_accuracy" in metadata and "| tier" in metadata["top_by_spend"].value
+    assert "| tier" in metadata["top_by_spend"].value
     trained = dagster_instance.get_latest_materialization_event(dg.AssetKey("ad_tier_classifier"))
     assert trained.asset_materialization.metadata["status"].value == "trained"
     assert 0 <= trained.asset_materialization.metadata["validation_accuracy"].value <= 1

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ads_ml.demo import generate_account
-from ads_ml.ml.anomalies import daily_metrics, detect_task, fit_task
+from ads_ml.ml.anomalies import daily_metrics, detect_task, fit_task, history_window
 from ads_ml.ml.fanout import fan_out
 
 END = pd.Timestamp("2026-06-30")
@@ -55,11 +55,11 @@ def main() -> None:
     print(f"# anomaly benchmark — {len(by_entity)} ads × 90 days ({len(raw)} rows), {args.n_jobs} cores")
 
     start = time.perf_counter()
-    items = [(e, rows.loc[rows["date"] > END - pd.Timedelta(days=60)]) for e, rows in by_entity.items()]
+    items = [(e, history_window(rows, END, 1)[0]) for e, rows in by_entity.items()]
     forests = fan_out(fit_task, items, n_jobs=args.n_jobs, label="forests")
     train_s = time.perf_counter() - start
     start = time.perf_counter()
-    items = [(e, (e, rows, END, forests.results.get(e), "ACTIVE", None, 1)) for e, rows in by_entity.items()]
+    items = [(e, (e, rows, END, forests.results.get(e), "ACTIVE", None, 1, None)) for e, rows in by_entity.items()]
     found = fan_out(detect_task, items, n_jobs=args.n_jobs, label="detections")
     detect_s = time.perf_counter() - start
     alarms = pd.concat([f for f in found.results.values() if len(f)], ignore_index=True)

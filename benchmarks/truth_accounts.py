@@ -18,7 +18,8 @@ Per ad and day:
   an audience with CPL ×1.67) and null ones (logged, nothing moved) — some null ones on the shift
   day, some on adsets whose ads start or stop around the change;
 - anomalies on the last imported day: at ad level a spend spike, a CPM spike, a CTR drop, delivery
-  stopped and a leads drop on a busy ad; at adset level lost tracking (no lead on any ad) and
+  stopped and a leads drop on an ad busy enough for one day to tell (≥ 7 expected leads; none
+  when no ad is); at adset level lost tracking (no lead on any ad, on the busiest free adset) and
   overspend (spend over twice the budget);
 - a held-out week after the last imported day (no anomaly, no change) for forecasts and tiers.
 
@@ -221,7 +222,9 @@ def generate(
     steady = np.array([a for a in steady if ad_ids[a] not in changed_entities and adset_ids[ad_adset[a]] not in changed_entities])
     expected_leads = spend_exp[:, D] / true_cpl[:, D]
     order = rng.permutation(steady)
-    busy = [a for a in order if expected_leads[a] >= 3.0]
+    # a single day without a lead only means something where several were expected
+    # (P(0 | 7 expected) < 0.1 %); quieter ads cannot tell it from chance, their adset can
+    busy = [a for a in order if expected_leads[a] >= 7.0]
     taken_adsets: set[int] = set()
 
     def take(candidates) -> int | None:  # noqa: ANN001
@@ -259,8 +262,11 @@ def generate(
             metric = "spend"
         anomalies.append({"entity_type": "ad", "entity_id": ad_ids[a], "metric": metric, "kind": kind})
     free = [s for s in rng.permutation(n_adsets) if s not in taken_adsets and adset_ids[s] not in changed_entities]
+    adset_expected = np.zeros(n_adsets)
+    np.add.at(adset_expected, ad_adset, np.where(alive[:, D], expected_leads, 0.0))
     if len(free) >= 2:
-        lost, over = int(free[0]), int(free[1])
+        lost = max(free, key=lambda s: adset_expected[s])  # lost tracking where the adset can tell
+        over = next(int(s) for s in free if s != lost)
         leads[ad_adset == lost, D] = 0
         anomalies.append({"entity_type": "adset", "entity_id": adset_ids[lost], "metric": "leads", "kind": "tracking_lost"})
         members = ad_adset == over

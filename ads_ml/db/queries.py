@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 import pandas as pd
@@ -72,6 +73,18 @@ def reference_date(engine: Engine, account_id: str) -> dt.date | None:
             select(func.max(DailyInsight.date)).where(DailyInsight.account_id == account_id)
         ).scalar_one_or_none()
     return _as_date(value)
+
+
+def account_today(engine: Engine, account_id: str, now: dt.datetime | None = None) -> dt.date:
+    """Today in the account's timezone (UTC when unknown): the first day whose insights are not
+    complete yet."""
+    with engine.connect() as conn:
+        name = conn.execute(select(AdAccount.timezone).where(AdAccount.id == account_id)).scalar_one_or_none()
+    try:
+        zone = ZoneInfo(name or "UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        zone = ZoneInfo("UTC")
+    return (now or dt.datetime.now(dt.timezone.utc)).astimezone(zone).date()
 
 
 def account_exists(engine: Engine, account_id: str) -> bool:

@@ -2,9 +2,11 @@
 assets in the same run; missing days are a warning with the dates listed."""
 
 import warnings
+from typing import Optional
 
 import dagster as dg
 
+from ads_ml.db.model_registry import StoredModel
 from ads_ml.db.queries import LevelInsights
 from ads_ml.defs.common import LEVELS, entity_names, markdown_table, with_names
 from ads_ml.defs.partitions import ad_account_partitions
@@ -68,3 +70,32 @@ def build_insights_checks(level: str) -> list[dg.AssetChecksDefinition]:
 
 
 insights_checks = [check for level in LEVELS for check in build_insights_checks(level)]
+
+
+def build_tier_classifier_check(level: str) -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        asset=f"{level}_tier_classifier", partitions_def=ad_account_partitions, name="beats_rule_tiers", blocking=True,
+        description="The classifier orders the validation weeks' realised cost per lead better than the rule tiers "
+        "(quantiles of the last 7 days' shrunk CPL). When it does not, classifications use the rule tiers "
+        "and say why; this check warns.",
+    )
+    def _beats_rules(tier_classifier: Optional[StoredModel]) -> dg.AssetCheckResult:
+        if tier_classifier is None:
+            return dg.AssetCheckResult(passed=True, metadata={"use": "rules: no classifier trained"})
+        metrics = tier_classifier.training_metrics
+        beats = bool(getattr(tier_classifier.model, "beats_rules_", metrics.get("beats_rules", True)))
+        return dg.AssetCheckResult(
+            passed=beats,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={
+                "model_order": float(metrics.get("model_order", float("nan"))),
+                "rule_order": float(metrics.get("rule_order", float("nan"))),
+                "use": str(metrics.get("use", "model")),
+                "model_version": tier_classifier.version,
+            },
+        )
+
+    return _beats_rules
+
+
+tier_checks = [build_tier_classifier_check(level) for level in LEVELS]

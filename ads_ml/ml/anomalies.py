@@ -2,7 +2,13 @@
 weekday-aware statistical checks, and structural checks (broken tracking, stopped delivery,
 overspend). Pure code: frames in, frames out.
 
-Daily metrics per entity: spend, leads, CTR (%), frequency, and CPL. CPL is undefined on a day
+A day still in progress (``in_progress_from``: today's row, refreshed during the day) is judged only
+for excess — spend, CPM or frequency above what a whole day would bring, spend over budget — never
+for "spend down", "delivery stopped", fewer leads or a lower CTR, which a partial day always shows.
+"Delivery stopped" needs an entity that delivered on each of the ANOMALY_STOPPED_RECENT_DAYS days
+before and whose status does not say it was paused or finished.
+
+Daily metrics per entity: spend, CPM, leads, CTR (%), frequency, and CPL. CPL is undefined on a day
 without leads; for the model it is ``spend / max(leads, 1)`` (a lead-less day costs all its spend),
 for the statistical check it is only checked on days with leads.
 
@@ -43,6 +49,9 @@ def daily_metrics(daily: pd.DataFrame) -> pd.DataFrame:
     frame = daily.assign(date=pd.to_datetime(daily["date"]).dt.normalize(), entity_id=daily["entity_id"].astype(str))
     out = frame[["entity_id", "date", "spend", "leads", "clicks", "impressions"]].copy()
     out["ctr"] = ctr(frame["clicks"], frame["impressions"])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out["cpm"] = np.where(frame["impressions"] > 0, frame["spend"] / frame["impressions"].where(frame["impressions"] > 0) * 1000.0,
+                              np.nan)
     reach = frame["reach"] if "reach" in frame else pd.Series(np.nan, index=frame.index)
     freq = frame["frequency"] if "frequency" in frame else pd.Series(np.nan, index=frame.index)
     out["frequency"] = freq.fillna(pd.Series(frequency(frame["impressions"], reach), index=frame.index))
@@ -52,11 +61,12 @@ def daily_metrics(daily: pd.DataFrame) -> pd.DataFrame:
 
 
 def model_matrix(metrics: pd.DataFrame) -> np.ndarray:
-    """The Isolation Forest's features (spend, cpl, ctr, frequency, leads), gaps filled."""
-    X = metrics[["spend", "model_cpl", "ctr", "frequency", "leads"]].to_numpy(dtype="float64", copy=True)
+    """The Isolation Forest's features (spend, cpl, ctr, frequency, leads, cpm), gaps filled."""
+    X = metrics[["spend", "model_cpl", "ctr", "frequency", "leads", "cpm"]].to_numpy(dtype="float64", copy=True)
     X[:, 2] = np.nan_to_num(X[:, 2], nan=0.0)  # no impressions: CTR 0
-    freq = X[:, 3]
-    X[:, 3] = np.where(np.isnan(freq), np.nanmedian(freq) if np.isfinite(freq).any() else 0.0, freq)
+    for column in (3, 5):  # no reach / no impressions: the entity's typical value
+        values = X[:, column]
+        X[:, column] = np.where(np.isnan(values), np.nanmedian(values) if np.isfinite(values).any() else 0.0, values)
     return X
 
 
@@ -71,7 +81,8 @@ class EntityForest:
 
 
 def fit_entity_forest(metrics: pd.DataFrame, random_state: int = 0) -> EntityForest:
-    """Fit on one entity's daily metrics (its history window). Raises ValueError when fewer than
+    """Fit on one entity's daily metrics — the same history window detection compares with
+    (:func:`history_window`), never the analysed days. Raises ValueError when fewer than
     ANOMALY_MIN_SAMPLES days."""
     if len(metrics) < settings.ANOMALY_MIN_SAMPLES:
         raise ValueError(f"{len(metrics)} days of history, at least {settings.ANOMALY_MIN_SAMPLES} needed")
@@ -212,11 +223,14 @@ def detect_entity(
     status: str = "ACTIVE",
     daily_budget: float | None = None,
     days_to_analyze: int = settings.ANOMALY_DAYS_TO_ANALYZE,
+    in_progress_from=None,  # noqa: ANN001
 ) -> pd.DataFrame:
     """Anomalies of one entity over the analysed days (ANOMALY_COLUMNS).
 
     ``metrics``: the entity's :func:`daily_metrics` rows. Days without a row in the analysed
-    window count as zero delivery (for the delivery-stopped check)."""
+    window count as zero delivery (for the delivery-stopped check). ``in_progress_from``: the
+    first day not complete yet (today in the account's timezone); such days are judged only for
+    excess (see the module docstring)."""
     ref = pd.Timestamp(reference_date).normalize()
     history, analysed = history_window(metrics, ref, days_to_analyze)
     window = pd.date_range(ref - pd.Timedelta(days=days_to_analyze - 1), ref, freq="D")
@@ -226,18 +240,23 @@ def detect_entity(
     analysed["entity_id"] = entity_id
     for column in ("spend", "leads", "clicks", "impressions"):
         analysed[column] = analysed[column].fillna(0.0)
+    partial = np.zeros(len(analysed), dtype=bool)
+    if in_progress_from is not None:
+        partial = (analysed["date"] >= pd.Timestamp(in_progress_from).normalize()).to_numpy()
     found: list[dict] = []
     if len(history) >= 7:
         model_flags = np.zeros(len(analysed), dtype=bool)
         delivered = (analysed["impressions"] > 0).to_numpy()
-        if forest is not None and delivered.any():
+        if forest is not None and delivered.any() and _fits(forest):
             model_flags[delivered] = forest.model.predict(model_matrix(analysed.loc[delivered])) == -1
-        for metric in ("spend", "cpl", "ctr", "frequency", "leads"):
+        for metric in ("spend", "cpm", "cpl", "ctr", "frequency", "leads"):
             scores = robust_scores(history, analysed, metric)
             for i, row in enumerate(scores.itertuples(index=False)):
                 z = row.z
                 if not np.isfinite(z) or not delivered[i] and metric != "spend":
                     continue
+                if partial[i] and (z < 0 or metric in ("cpl", "leads", "ctr")):
+                    continue  # a day in progress: only excess spend / CPM / frequency means something
                 threshold = settings.ANOMALY_Z_THRESHOLD_WITH_MODEL if model_flags[i] else settings.ANOMALY_Z_THRESHOLD
                 if abs(z) < threshold:
                     continue
@@ -245,7 +264,7 @@ def detect_entity(
                     continue  # a day without delivery is the structural check's business
                 found.append(_anomaly(entity_id, row.date, metric, getattr(row, metric), row.expected, z,
                                       "robust_z+isolation_forest" if model_flags[i] else "robust_z", "statistical"))
-        found += _structural(entity_id, history, analysed, status, daily_budget)
+        found += _structural(entity_id, history, analysed, status, daily_budget, partial=partial)
     elif daily_budget:
         found += _structural(entity_id, history, analysed, status, daily_budget, budget_only=True)
     frame = pd.DataFrame(found, columns=ANOMALY_COLUMNS)
@@ -271,23 +290,39 @@ def _anomaly(entity_id, date, metric, observed, expected, z, method, kind, sever
     }
 
 
-def _structural(entity_id, history, analysed, status, daily_budget, budget_only: bool = False) -> list[dict]:  # noqa: ANN001
+def _fits(forest: EntityForest) -> bool:
+    """A forest trained on the current features (one saved before a feature was added is not)."""
+    return getattr(forest.model, "n_features_in_", len(settings.ANOMALY_FEATURES)) == len(settings.ANOMALY_FEATURES)
+
+
+def _delivered_before(history: pd.DataFrame, analysed: pd.DataFrame, day, days: int) -> bool:  # noqa: ANN001
+    """Whether the entity delivered on each of the ``days`` days before ``day``."""
+    frame = pd.concat([history[["date", "impressions"]], analysed[["date", "impressions"]]])
+    window = pd.date_range(pd.Timestamp(day) - pd.Timedelta(days=days), pd.Timestamp(day) - pd.Timedelta(days=1), freq="D")
+    delivered = frame.loc[frame["impressions"] > 0, "date"]
+    return bool(pd.Index(window).isin(delivered).all())
+
+
+def _structural(entity_id, history, analysed, status, daily_budget, budget_only: bool = False, partial=None) -> list[dict]:  # noqa: ANN001
     out = []
-    active = str(status).upper() == "ACTIVE"
+    # no status in the export means unknown, not paused: only a status that says so stops the check
+    active = str(status or "ACTIVE").upper() not in settings.ANOMALY_INACTIVE_STATUSES
+    partial = np.zeros(len(analysed), dtype=bool) if partial is None else partial
     hist_days = max(len(history), 1)
     recent = history.tail(settings.ANOMALY_BASELINE_DAYS)
     lead_days_share = float((recent["leads"] > 0).mean()) if len(recent) else 0.0
     typical_spend = float(history["spend"].median()) if len(history) else 0.0
     leads_rate = float(history["leads"].sum() / max(history["spend"].sum(), 1e-9)) if len(history) else 0.0
-    for row in analysed.itertuples(index=False):
+    for i, row in enumerate(analysed.itertuples(index=False)):
         spend, leads, impressions = float(row.spend), float(row.leads), float(row.impressions)
         if daily_budget and daily_budget > 0 and spend > settings.ANOMALY_BUDGET_OVERSPEND * daily_budget:
             ratio = spend / daily_budget
             out.append(_anomaly(entity_id, row.date, "spend", spend, daily_budget, ratio - 1.0, "structural:overspend",
                                 "structural", "critical" if ratio >= 2 else "high"))
-        if budget_only:
+        if budget_only or partial[i]:
             continue
-        if active and impressions == 0 and typical_spend > 0 and hist_days >= 7:
+        if (active and impressions == 0 and typical_spend > 0 and hist_days >= 7
+                and _delivered_before(history, analysed, row.date, settings.ANOMALY_STOPPED_RECENT_DAYS)):
             out.append(_anomaly(entity_id, row.date, "spend", 0.0, typical_spend, -1.0,
                                 "structural:delivery_stopped", "structural", "high"))
             continue
@@ -319,6 +354,7 @@ def _dry_run(history: pd.DataFrame, analysed: pd.DataFrame, day) -> pd.DataFrame
 
 
 def detect_task(payload: tuple) -> pd.DataFrame:
-    """Fan-out task: (entity_id, metrics, reference_date, forest, status, budget, days)."""
-    entity_id, metrics, ref, forest, status, budget, days = payload
-    return detect_entity(entity_id, metrics, ref, forest=forest, status=status, daily_budget=budget, days_to_analyze=days)
+    """Fan-out task: (entity_id, metrics, reference_date, forest, status, budget, days, in_progress_from)."""
+    entity_id, metrics, ref, forest, status, budget, days, in_progress_from = payload
+    return detect_entity(entity_id, metrics, ref, forest=forest, status=status, daily_budget=budget, days_to_analyze=days,
+                         in_progress_from=in_progress_from)

@@ -58,6 +58,7 @@ class MetricChange:
     days_before: int = 0
     days_after: int = 0
     autocorrelation: float | None = None
+    minimum_detectable_pct: float | None = None  # the smallest change this data would find (80 % power)
 
 
 @dataclass
@@ -76,6 +77,8 @@ def daily_values(daily: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame(index=frame.index)
     out["spend"] = frame["spend"]
     out["leads"] = frame["leads"]
+    out["clicks"] = frame["clicks"]
+    out["impressions"] = frame["impressions"]
     out["ctr"] = np.where(frame["impressions"] > 0, frame["clicks"] / frame["impressions"].where(frame["impressions"] > 0) * 100, np.nan)
     out["cpl"] = np.where(frame["leads"] > 0, frame["spend"] / frame["leads"].where(frame["leads"] > 0), np.nan)
     return out
@@ -159,6 +162,51 @@ def batch_means_shift(pre: np.ndarray, after: np.ndarray) -> tuple[float, float,
     return shift, se, float(2 * stats.t.sf(abs(shift / se), dof)), dof
 
 
+#: Metrics that are counts out of an exposure: (count column, exposure column) per day. They are
+#: tested as a rate (quasi-Poisson) rather than as a daily log ratio, which at small volumes
+#: drops every lead-less day and drowns the effect in day-to-day noise.
+RATE_METRICS = {"cpl": ("leads", "spend"), "leads": ("leads", None), "ctr": ("clicks", "impressions")}
+
+
+def rate_shift(counts: np.ndarray, exposure: np.ndarray, pre: np.ndarray, after: np.ndarray) -> tuple[float, float, float]:
+    """Log rate ratio of ``counts`` per ``exposure`` after against the pre-period, with its
+    standard error and p: quasi-Poisson, the dispersion measured on the pre-period itself by
+    window-length blocks (so autocorrelated wobble of the rate widens the error, as it should).
+    Returns (log ratio, standard error, p)."""
+    counts, exposure = np.asarray(counts, dtype=float), np.asarray(exposure, dtype=float)
+    ok = np.isfinite(counts) & np.isfinite(exposure) & (exposure > 0)
+    pre, after = pre & ok, after & ok
+    y_pre, e_pre = counts[pre].sum(), exposure[pre].sum()
+    y_post, e_post = counts[after].sum(), exposure[after].sum()
+    if e_pre <= 0 or e_post <= 0:
+        return 0.0, float("nan"), 1.0
+    rate_pre = (y_pre + 0.5) / e_pre
+    shift = float(np.log((y_post + 0.5) / e_post) - np.log(rate_pre))
+    k = max(int(after.sum()), 1)
+    idx = np.flatnonzero(pre)
+    dispersion = 1.0
+    if len(idx) >= 2 * k:
+        sums = np.convolve(counts[idx], np.ones(k), mode="valid")
+        expected = np.convolve(exposure[idx], np.ones(k), mode="valid") * rate_pre
+        pearson = (sums - expected) / np.sqrt(np.maximum(expected, 1e-9))
+        # overlapping blocks share days: the mean square is still unbiased for the dispersion
+        dispersion = max(float(np.mean(pearson**2)), 1.0)
+    se = float(np.sqrt(dispersion * (1.0 / (y_post + 0.5) + 1.0 / (y_pre + 0.5))))
+    # the dispersion is itself estimated from about len(pre)/k independent blocks: t, not normal
+    dof = max(len(idx) // k - 1, 1)
+    p = float(2 * stats.t.sf(abs(shift / se), dof)) if se > 0 else 1.0
+    return shift, se, p
+
+
+def minimum_detectable_pct(se: float, power: float = 0.8) -> float | None:
+    """The smallest relative change (%) a test with this standard error (log scale) would find
+    with the given power at IMPACT_SIGNIFICANCE (two-sided)."""
+    if not np.isfinite(se) or se <= 0:
+        return None
+    z = stats.norm.isf(settings.IMPACT_SIGNIFICANCE / 2) + stats.norm.ppf(power)
+    return float((np.exp(z * se) - 1) * 100)
+
+
 def analyse_change(
     entity_daily: pd.DataFrame,
     change_date,  # noqa: ANN001
@@ -168,12 +216,15 @@ def analyse_change(
     window_before: int = settings.IMPACT_DEFAULT_WINDOW_DAYS,
     window_after: int = settings.IMPACT_DEFAULT_WINDOW_DAYS,
     data_end=None,  # noqa: ANN001
+    data_start=None,  # noqa: ANN001
 ) -> ImpactReport:
     """Impact of a change on one entity. ``*_daily``: rows with date, spend, leads, clicks,
     impressions (control rows are pooled per day). The after-window starts the day after the
     change (the change day itself is mixed). ``data_end``: the last day the data covers (the
     account's reference date); days up to it without a row are days without delivery — after a
-    pause, that is the point — and days after it are not there yet."""
+    pause, that is the point — and days after it are not there yet. ``data_start``: the first day
+    the loaded data covers; the pre-period never reaches before it nor before the entity's first
+    delivery (days that are not there are never counted as zero-delivery days)."""
     if change_type not in settings.IMPACT_PRIMARY_METRICS:
         raise ValueError(f"unknown change type {change_type!r}; expected one of {', '.join(settings.IMPACT_PRIMARY_METRICS)}")
     for name, value in (("window_before", window_before), ("window_after", window_after)):
@@ -184,10 +235,16 @@ def analyse_change(
     before_idx = pd.date_range(day - pd.Timedelta(days=window_before), day - pd.Timedelta(days=1), freq="D")
     after_idx = pd.date_range(day + pd.Timedelta(days=1), day + pd.Timedelta(days=window_after), freq="D")
     pre_idx = pd.date_range(day - pd.Timedelta(days=max(settings.IMPACT_PRE_PERIOD_DAYS, window_before)), day - pd.Timedelta(days=1), freq="D")
+    if len(entity):
+        delivered = entity.index[(entity["spend"] > 0)]
+        first = delivered.min() if len(delivered) else entity.index.min()
+        if data_start is not None:
+            first = max(first, pd.Timestamp(data_start).normalize())
+        pre_idx = pre_idx[pre_idx >= first]
+        before_idx = before_idx[before_idx >= first]
     if data_end is not None and len(entity):
         end = pd.Timestamp(data_end).normalize()
-        first = entity.index.min()
-        has_before = int(((before_idx >= first) & (before_idx <= end)).sum())
+        has_before = int((before_idx <= end).sum())
         after_idx = after_idx[after_idx <= end]  # days past the data are not zero, just unknown
         has_after = len(after_idx)
     else:
@@ -197,14 +254,18 @@ def analyse_change(
         return ImpactReport("insufficient_data", "inconclusive", {}, INSUFFICIENT)
     # days without a row had no delivery
     full = entity.reindex(pre_idx.union(after_idx))
-    full[["spend", "leads"]] = full[["spend", "leads"]].fillna(0.0)
+    counted = ["spend", "leads", "clicks", "impressions"]
+    full[counted] = full[counted].fillna(0.0)
     control = daily_values(control_daily).reindex(full.index) if control_daily is not None and len(control_daily) else None
     if control is not None:
-        control[["spend", "leads"]] = control[["spend", "leads"]].fillna(0.0)
+        control[counted] = control[counted].fillna(0.0)
     counterfactual = "controls" if control is not None else "none"
 
     changes: dict[str, dict] = {}
     for metric in settings.IMPACT_METRICS:
+        if metric in RATE_METRICS:
+            changes[metric] = _rate_change(full, control, metric, pre_idx, before_idx, after_idx)
+            continue
         raw_before = full.loc[before_idx, metric].dropna()
         raw_after = full.loc[after_idx, metric].dropna()
         if len(raw_before) < settings.IMPACT_MIN_WINDOW_DAYS or len(raw_after) < settings.IMPACT_MIN_WINDOW_DAYS:
@@ -221,8 +282,8 @@ def analyse_change(
         if len(before) < settings.IMPACT_MIN_WINDOW_DAYS or len(after) < settings.IMPACT_MIN_WINDOW_DAYS:
             changes[metric] = vars(MetricChange(pct, None, False, None, days_before=len(before), days_after=len(after)))
             continue
-        # the test: a level shift of the difference series, pre-period + after-window, AR(1) errors
-        effect, _se, p, _dof = batch_means_shift(pre, after)
+        # a level shift of the difference series against the pre-period (batch means)
+        effect, se, p, _dof = batch_means_shift(pre, after)
         rho = _lag1(pre)
         _t0, p_naive = welch_effective(before, after, 0.0)  # Welch on the windows, for reference
         pooled = np.sqrt((np.var(before, ddof=1) + np.var(after, ddof=1)) / 2)
@@ -235,10 +296,78 @@ def analyse_change(
             adjusted_pct_change=float((np.exp(effect) - 1) * 100),
             p_value_unadjusted=p_naive,
             days_before=len(before), days_after=len(after), autocorrelation=rho,
+            minimum_detectable_pct=minimum_detectable_pct(se),
         ))
     verdict = _verdict(changes, change_type)
     sentence = INCONCLUSIVE if verdict == "inconclusive" else VERDICT_SENTENCES[(verdict, change_type)]
+    if verdict in ("neutral", "inconclusive"):
+        sentence += _power_sentence(changes, change_type)
     return ImpactReport("complete", verdict, changes, sentence, counterfactual)
+
+
+def _rate_test(full: pd.DataFrame, control: pd.DataFrame | None, metric: str, pre_idx, after_idx) -> tuple[float, float, float]:  # noqa: ANN001
+    """(log effect, se, p) of a rate metric against the controls: the entity's counts with an
+    exposure of its own (spend, impressions) times the controls' rate of the same days (their
+    leads per spend, clicks per impression, or leads for a lead count), smoothed over a week so
+    the controls' own noise does not enter day by day. CPL is the inverse of leads per spend."""
+    count_col, exposure_col = RATE_METRICS[metric]
+    days = full.index
+    counts = full[count_col].to_numpy(dtype=float)
+    exposure = full[exposure_col].to_numpy(dtype=float) if exposure_col else np.ones(len(full))
+    if control is not None:
+        c_counts = control[count_col]
+        if exposure_col:
+            c_exposure = control[exposure_col]
+            control_rate = (c_counts / c_exposure.where(c_exposure > 0)).to_numpy(dtype=float)
+        else:
+            control_rate = c_counts.to_numpy(dtype=float)
+        exposure = exposure * np.where(np.isfinite(control_rate) & (control_rate > 0), control_rate, np.nan)
+    effect, se, p = rate_shift(counts, exposure, days.isin(pre_idx), days.isin(after_idx))
+    return (-effect if metric == "cpl" else effect), se, p
+
+
+def _rate_change(full: pd.DataFrame, control: pd.DataFrame | None, metric: str, pre_idx, before_idx, after_idx) -> dict:  # noqa: ANN001
+    """A rate metric's change: raw % change of the pooled ratio of the windows, and the
+    controlled quasi-Poisson test (:func:`_rate_test`)."""
+    count_col, exposure_col = RATE_METRICS[metric]
+    exposed = full[exposure_col] > 0 if exposure_col else full["spend"] > 0
+    days_before = int(exposed.loc[before_idx].sum())
+    days_after = int(exposed.loc[after_idx].sum())
+    if days_before < settings.IMPACT_MIN_WINDOW_DAYS or days_after < settings.IMPACT_MIN_WINDOW_DAYS:
+        return vars(MetricChange(None, None, False, None, days_before=days_before, days_after=days_after))
+
+    def pooled(index) -> float:  # noqa: ANN001
+        window = full.loc[index]
+        if metric == "leads":
+            return float(window["leads"].mean())
+        numerator, denominator = (window["spend"].sum(), window["leads"].sum()) if metric == "cpl" else (
+            window["clicks"].sum() * 100, window["impressions"].sum())
+        return float(numerator / denominator) if denominator > 0 else float("nan")
+
+    before, after = pooled(before_idx), pooled(after_idx)
+    pct = float((after - before) / before * 100) if np.isfinite(before) and before and np.isfinite(after) else None
+    effect, se, p = _rate_test(full, control, metric, pre_idx, after_idx)
+    d = effect / (se * np.sqrt(days_after)) if np.isfinite(se) and se > 0 else 0.0
+    own = _log(full[metric], metric)  # plain Welch on the entity's own days, for comparison
+    own_before, own_after = own.loc[before_idx].dropna().to_numpy(), own.loc[after_idx].dropna().to_numpy()
+    p_naive = welch_effective(own_before, own_after, 0.0)[1] if min(len(own_before), len(own_after)) >= 2 else None
+    return vars(MetricChange(
+        pct_change=pct, p_value=p, is_significant=bool(p < settings.IMPACT_SIGNIFICANCE), effect_size=float(d),
+        adjusted_pct_change=float((np.exp(effect) - 1) * 100), p_value_unadjusted=p_naive,
+        days_before=days_before, days_after=days_after,
+        minimum_detectable_pct=minimum_detectable_pct(se),
+    ))
+
+
+def _power_sentence(changes: dict[str, dict], change_type: str) -> str:
+    parts = []
+    for metric in settings.IMPACT_PRIMARY_METRICS[change_type]:
+        mde = (changes.get(metric) or {}).get("minimum_detectable_pct")
+        if mde is not None:
+            parts.append(f"{metric} ±{mde:.0f} %")
+    if not parts:
+        return ""
+    return " With this volume and window, only changes of about " + ", ".join(parts) + " or more are detectable."
 
 
 def _holm(p_values: dict[str, float]) -> dict[str, bool]:

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax, softmax
+from scipy.stats import spearmanr
 from sklearn.metrics import accuracy_score, f1_score
 from sklearn.model_selection import GroupKFold
 from xgboost import XGBClassifier
@@ -45,39 +46,60 @@ TRANSFER_FEATURE_COLUMNS: tuple[str, ...] = (
     "cpl_7d", "ctr_7d", "cpc_7d", "conversion_rate_7d",
     "cpl_trend_7d", "leads_trend_7d", "spend_trend_7d", "ctr_trend_7d",
     "cpl_14d", "cpl_30d", "cpl_std_7d", "frequency_7d",
-    "days_with_leads_7d", "days_active", "age_days", "is_active", "has_budget", "cpl_vs_siblings_7d",
+    "days_with_leads_7d", "days_active", "age_days", "cpl_vs_siblings_7d",
     "cpl_vs_account_7d", "cpl_vs_account_30d",
 )
+
+#: What a tier classifier reads: every feature known at the snapshot's date. Status and budget are
+#: stored as they are *today*; a past snapshot reading them would learn from the future (an ad
+#: paused since is "inactive" in a week it was delivering), so they are left out.
+LOOK_AHEAD_COLUMNS = ("is_active", "has_budget")
+TIER_FEATURE_COLUMNS: tuple[str, ...] = tuple(c for c in FEATURE_COLUMNS if c not in LOOK_AHEAD_COLUMNS)
 
 
 # --- rule tiers ----------------------------------------------------------------------------------
 
 
-def rule_tiers(spend, leads, account_cpl: float) -> np.ndarray:  # noqa: ANN001
-    """Rule tier per entity from its spend and leads over a window and the level's pooled CPL
-    over the same window. No lead after spending ≥ half an average CPL is UNDERPERFORMER; less
-    spend than that without a lead is INSUFFICIENT_DATA."""
+def shrunk_cpl(spend, leads, reference_cpl: float, prior: float = settings.TIER_PRIOR_LEADS) -> np.ndarray:  # noqa: ANN001
+    """Cost per lead shrunk toward ``reference_cpl`` by ``prior`` pseudo-leads:
+    (spend + prior · reference) / (leads + prior). Few leads say little; a lead-less spender gets
+    dearer with every unit spent."""
     spend = np.asarray(spend, dtype="float64")
     leads = np.asarray(leads, dtype="float64")
-    entity_cpl = np.asarray(cpl(spend, leads), dtype="float64")
+    return (spend + prior * reference_cpl) / (leads + prior)
+
+
+def tiers_from_cost(cost, eligible=None) -> np.ndarray:  # noqa: ANN001
+    """Tiers by quantile of a cost (lower is better) among the ``eligible`` entities
+    (TIER_QUANTILES); the others are INSUFFICIENT_DATA. Ties share a tier."""
+    cost = np.asarray(cost, dtype="float64")
+    eligible = np.ones(len(cost), dtype=bool) if eligible is None else np.asarray(eligible, dtype=bool)
+    out = np.full(len(cost), settings.TIER_INSUFFICIENT, dtype=object)
+    if not eligible.any():
+        return out
+    ranks = pd.Series(cost[eligible]).rank(method="average").to_numpy()
+    position = (ranks - 0.5) / eligible.sum()  # midpoint: one entity alone is in the middle
+    q_high, q_moderate, q_low = settings.TIER_QUANTILES
+    out[eligible] = np.select(
+        [position < q_high, position < q_moderate, position < q_low],
+        [settings.TIER_HIGH, settings.TIER_MODERATE, settings.TIER_LOW], default=settings.TIER_UNDER,
+    )
+    return out
+
+
+def rule_tiers(spend, leads, account_cpl: float) -> np.ndarray:  # noqa: ANN001
+    """Rule tier per entity from its spend and leads over a window and the level's pooled CPL over
+    the same window: quantiles of the shrunk CPL (see TIER_QUANTILES). No lead and less spend
+    than half an average CPL (or none) is INSUFFICIENT_DATA."""
+    spend = np.asarray(spend, dtype="float64")
+    leads = np.asarray(leads, dtype="float64")
     reference = account_cpl if np.isfinite(account_cpl) and account_cpl > 0 else np.nan
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ratio = entity_cpl / reference
     no_lead = ~(leads > 0)
     min_spend = settings.TIER_INSUFFICIENT_SPEND_SHARE_OF_CPL * (reference if np.isfinite(reference) else 0.0)
-    conditions = [
-        no_lead & ((spend < min_spend) | ~(spend > 0)),
-        no_lead,
-        ~np.isfinite(ratio),  # leads but no account reference (cannot happen with leads > 0)
-        (ratio <= settings.TIER_HIGH_MAX_CPL_RATIO) & (leads >= settings.TIER_HIGH_MIN_LEADS),
-        ratio <= settings.TIER_MODERATE_MAX_CPL_RATIO,
-        ratio <= settings.TIER_LOW_MAX_CPL_RATIO,
-    ]
-    choices = [
-        settings.TIER_INSUFFICIENT, settings.TIER_UNDER, settings.TIER_INSUFFICIENT,
-        settings.TIER_HIGH, settings.TIER_MODERATE, settings.TIER_LOW,
-    ]
-    return np.select(conditions, choices, default=settings.TIER_UNDER)
+    insufficient = no_lead & ((spend < min_spend) | ~(spend > 0))
+    if not np.isfinite(reference):  # no lead anywhere: nothing to rank by
+        return np.where(insufficient, settings.TIER_INSUFFICIENT, settings.TIER_UNDER).astype(object)
+    return tiers_from_cost(shrunk_cpl(spend, leads, reference), ~insufficient)
 
 
 def rule_tiers_from_features(features: pd.DataFrame) -> np.ndarray:
@@ -108,6 +130,7 @@ class TrainingSet:
     snapshot: pd.Series  # feature date of each sample (datetime64)
     entity_id: pd.Series
     label_source: pd.Series  # feedback / outcome / rule
+    outcome_cost: pd.Series | None = None  # shrunk next-week CPL ÷ pooled (outcome samples; else NaN)
 
     def __len__(self) -> int:
         return len(self.y)
@@ -152,7 +175,10 @@ def build_training_set(
         outcome = _outcome(daily, t, horizon).reindex(delivering.index).fillna(0.0)
         pooled = cpl(outcome["spend"].sum(), outcome["leads"].sum())
         labels = rule_tiers(outcome["spend"], outcome["leads"], pooled)
-        parts.append(_samples(delivering, labels, t, "outcome"))
+        cost = shrunk_cpl(outcome["spend"], outcome["leads"], pooled) / pooled if np.isfinite(pooled) and pooled > 0 else np.nan
+        part = _samples(delivering, labels, t, "outcome")
+        part["outcome_cost"] = np.where(labels != settings.TIER_INSUFFICIENT, cost, np.nan)
+        parts.append(part)
     labelled = sum(int((p["label"] != settings.TIER_INSUFFICIENT).sum()) for p in parts)
     if labelled < min_samples:
         snap = features(ref)
@@ -170,6 +196,7 @@ def build_training_set(
         snapshot=samples["snapshot"],
         entity_id=samples["entity_id"],
         label_source=samples["source"],
+        outcome_cost=samples["outcome_cost"].astype("float64") if "outcome_cost" in samples else pd.Series(np.nan, index=samples.index),
     )
 
 
@@ -216,7 +243,7 @@ class TierClassifier:
     predictions the temperature is fitted on. Learned: ``classes_``, ``model_``, ``temperature_``,
     ``feature_importances_`` (gain, summing to 1)."""
 
-    def __init__(self, feature_columns: tuple[str, ...] = FEATURE_COLUMNS, xgb_params: dict | None = None,
+    def __init__(self, feature_columns: tuple[str, ...] = TIER_FEATURE_COLUMNS, xgb_params: dict | None = None,
                  random_state: int = 0):
         self.feature_columns = tuple(feature_columns)
         self.xgb_params = dict(settings.TIER_XGB_PARAMS if xgb_params is None else xgb_params)
@@ -383,10 +410,43 @@ class TierTrainingResult:
     tier_counts: dict[str, int] = field(default_factory=dict)
 
 
+def expected_cost(model: "TierClassifier", X: pd.DataFrame) -> np.ndarray:
+    """The model's expected tier position per row (0 = HIGH … 3 = UNDERPERFORMER): the
+    probability-weighted mean, a finer order than the most likely tier."""
+    position = np.array([TIERS.index(c) for c in model.classes_], dtype="float64")
+    return model.predict_proba(X) @ position
+
+
+def _tier_spearman(tiers: np.ndarray, cost: np.ndarray) -> float:
+    """−Spearman between tier order (HIGH best) and a realised cost: 1 is a perfect order."""
+    ok = np.isfinite(cost) & pd.Series(tiers).isin(TIERS).to_numpy()
+    rank = pd.Series(tiers[ok]).map(TIER_RANK).to_numpy(dtype="float64")
+    if ok.sum() < 5 or np.all(rank == rank[0]) or np.all(cost[ok] == cost[ok][0]):
+        return float("nan")
+    return float(spearmanr(rank, -cost[ok]).statistic)
+
+
+def validation_orders(model: "TierClassifier", training: TrainingSet, mask: np.ndarray) -> dict[str, float]:
+    """On the validation snapshots (``mask``): how well the model's tiers and the rule tiers of
+    the snapshot's own last 7 days order the entities by the cost they realised next (mean over
+    snapshots of −Spearman). The model is used only where it orders better."""
+    model_scores, rule_scores = [], []
+    for snap in np.unique(training.snapshot[mask]):
+        rows = mask & (training.snapshot == snap).to_numpy() & training.outcome_cost.notna().to_numpy()
+        if rows.sum() < 5:
+            continue
+        X = training.X.loc[rows]
+        cost = training.outcome_cost.loc[rows].to_numpy()
+        model_scores.append(_tier_spearman(tiers_from_cost(expected_cost(model, X)), cost))
+        rule_scores.append(_tier_spearman(rule_tiers_from_features(X), cost))
+    return {"model_order": float(np.nanmean(model_scores)) if np.isfinite(model_scores).any() else float("nan"),
+            "rule_order": float(np.nanmean(rule_scores)) if np.isfinite(rule_scores).any() else float("nan")}
+
+
 def train_tier_classifier(
     training: TrainingSet,
     *,
-    feature_columns: tuple[str, ...] = FEATURE_COLUMNS,
+    feature_columns: tuple[str, ...] = TIER_FEATURE_COLUMNS,
     min_samples: int = settings.TIER_MIN_TRAINING_SAMPLES,
     validation_share: float = settings.TIER_VALIDATION_SHARE,
     horizon: int = settings.TIER_HORIZON_DAYS,
@@ -419,12 +479,22 @@ def train_tier_classifier(
         )
         probabilities = model.predict_proba(training.X.loc[val])
         metrics.update(classification_metrics(probabilities, model.classes_, training.y.loc[val]))
-        rules = rule_tiers_from_features(training.X.loc[val])
-        metrics["rule_accuracy"] = float(accuracy_score(training.y.loc[val].to_numpy(), rules))
+        rules = np.concatenate([rule_tiers_from_features(training.X.loc[val & (training.snapshot == snap).to_numpy()])
+                                for snap in np.sort(training.snapshot[val].unique())])
+        ordered = training.y.loc[val].iloc[np.argsort(training.snapshot[val].to_numpy(), kind="stable")]
+        metrics["rule_accuracy"] = float(accuracy_score(ordered.to_numpy(), rules))
+        metrics.update(validation_orders(model, training, val))
     else:
         metrics["validation"] = "skipped: every sample is in the most recent snapshot"
     final = TierClassifier(feature_columns).fit(training.X, training.y, groups=training.snapshot.astype("int64"))
     metrics["temperature"] = final.temperature_
+    model_order, rule_order = metrics.get("model_order", np.nan), metrics.get("rule_order", np.nan)
+    # used only when it orders the validation weeks' outcomes better than the rules do
+    final.beats_rules_ = bool(np.isfinite(model_order) and (not np.isfinite(rule_order) or model_order > rule_order))
+    metrics["beats_rules"] = final.beats_rules_
+    metrics["use"] = "model" if final.beats_rules_ else (
+        f"rules: the classifier's validation order {model_order:.3f} does not beat the rule tiers' {rule_order:.3f}"
+        if np.isfinite(model_order) else "rules: no validation of the classifier against the rule tiers")
     return TierTrainingResult(
         status="trained", model=final, metrics=metrics, n_samples=n, label_sources=sources, tier_counts=counts
     )
@@ -458,6 +528,9 @@ def classify_entities(
     classifiable = rules != settings.TIER_INSUFFICIENT
     own_history = (features["age_days"] >= min_history_days).to_numpy()
 
+    # a classifier that did not beat the rule tiers on its validation weeks is not used
+    if model is not None and not getattr(model, "beats_rules_", True):
+        model = None
     use_model = classifiable & own_history & (model is not None)
     use_transfer = classifiable & (transfer_model is not None) & ~use_model & (~own_history | (model is None))
     for mask, clf, method, factor in (
@@ -468,8 +541,15 @@ def classify_entities(
             continue
         rows = features.loc[mask]
         probabilities = clf.predict_proba(rows)
-        out.loc[mask, "tier"] = np.asarray(clf.classes_, dtype=object)[probabilities.argmax(axis=1)]
-        out.loc[mask, "confidence"] = probabilities.max(axis=1) * factor
+        if method == "model" and mask.sum() >= 4:
+            # quantiles of the expected tier position: balanced tiers in the model's order
+            tiers = tiers_from_cost(expected_cost(clf, rows))
+        else:  # a few young entities read by the transfer model: its most likely tier
+            tiers = np.asarray(clf.classes_, dtype=object)[probabilities.argmax(axis=1)]
+        column = {t: i for i, t in enumerate(clf.classes_)}
+        chosen = np.array([column.get(t, -1) for t in tiers])
+        out.loc[mask, "tier"] = tiers
+        out.loc[mask, "confidence"] = np.where(chosen >= 0, probabilities[np.arange(len(rows)), np.maximum(chosen, 0)], 0.0) * factor
         out.loc[mask, "method"] = method
         out.loc[mask, "is_transfer"] = method == "transfer"
         out.loc[mask, "top_features"] = pd.Series(clf.top_features(rows), index=rows.index)

@@ -85,15 +85,36 @@ class ImpactConfig(dg.Config):
                               le=settings.IMPACT_MAX_WINDOW_DAYS)
 
 
-def _controls(insights: LevelInsights, entity_id: str) -> pd.DataFrame | None:
-    """The entity's siblings (same parent, same level) pooled as the counterfactual."""
+def _controls(insights: LevelInsights, entity_id: str, change_date: dt.date, changed: set[str],
+              window_before: int, window_after: int) -> pd.DataFrame | None:
+    """The entity's clean siblings (same parent, same level) pooled as the counterfactual: not
+    those with change events of their own around the change (``changed``), nor those that
+    started or stopped delivering inside the windows — their own movement is not the market's."""
     entities = insights.entities.assign(entity_id=insights.entities["entity_id"].astype(str))
     parent = entities.loc[entities["entity_id"] == entity_id, "parent_id"]
     if parent.empty:
         return None
     siblings = set(entities.loc[(entities["parent_id"] == parent.iloc[0]) & (entities["entity_id"] != entity_id), "entity_id"])
+    siblings -= changed
     rows = insights.daily.loc[insights.daily["entity_id"].astype(str).isin(siblings)]
+    day = pd.Timestamp(change_date)
+    first_needed = day - pd.Timedelta(days=window_before)
+    last_needed = min(day + pd.Timedelta(days=window_after), pd.Timestamp(insights.reference_date))
+    delivered = rows.loc[rows["spend"] > 0].groupby(rows["entity_id"].astype(str))["date"].agg(["min", "max"])
+    steady = delivered.index[(delivered["min"] <= first_needed) & (delivered["max"] >= last_needed - pd.Timedelta(days=1))]
+    rows = rows.loc[rows["entity_id"].astype(str).isin(set(steady))]
     return rows if len(rows) else None
+
+
+def _changed_around(changes: pd.DataFrame, entity_type: str, change_date: dt.date, window_before: int,
+                    window_after: int) -> set[str]:
+    """Entities of a level with a change event of their own within the windows around a date."""
+    if changes.empty:
+        return set()
+    near = changes.loc[(changes["entity_type"] == entity_type)
+                       & (pd.to_datetime(changes["change_date"]) >= pd.Timestamp(change_date) - pd.Timedelta(days=window_before))
+                       & (pd.to_datetime(changes["change_date"]) <= pd.Timestamp(change_date) + pd.Timedelta(days=window_after))]
+    return set(near["entity_id"].astype(str))
 
 
 @dg.asset(
@@ -136,14 +157,17 @@ def impact_reports(
             due = changes["change_date"].map(lambda d: d + dt.timedelta(days=config.window_after) <= reference)
             keys = list(zip(changes["entity_type"], changes["entity_id"], changes["change_date"], changes["change_type"]))
             changes = changes.loc[due & pd.Series([k not in done for k in keys], index=changes.index)]
+    all_changes = load_change_events(engine, account_id)
     rows = []
     for change in changes.itertuples(index=False):
         insights = by_level[change.entity_type]
         daily = insights.daily.loc[insights.daily["entity_id"].astype(str) == str(change.entity_id)]
-        report = analyse_change(daily, change.change_date, change.change_type,
-                                control_daily=_controls(insights, str(change.entity_id)),
+        changed = _changed_around(all_changes, change.entity_type, change.change_date, config.window_before, config.window_after)
+        controls = _controls(insights, str(change.entity_id), change.change_date, changed,
+                             config.window_before, config.window_after)
+        report = analyse_change(daily, change.change_date, change.change_type, control_daily=controls,
                                 window_before=config.window_before, window_after=config.window_after,
-                                data_end=insights.reference_date)
+                                data_end=insights.reference_date, data_start=insights.start_date)
         rows.append({
             "account_id": account_id, "entity_type": change.entity_type, "entity_id": str(change.entity_id),
             "change_event_id": None if change.id is None or pd.isna(change.id) else int(change.id),

@@ -7,7 +7,7 @@ from pydantic import Field
 
 from ads_ml import settings
 from ads_ml.db.model_registry import ModelArtifact, StoredModel
-from ads_ml.db.queries import LevelInsights, replace_anomalies
+from ads_ml.db.queries import LevelInsights, account_today, replace_anomalies
 from ads_ml.defs.common import LEVELS, OWNERS, entity_names, markdown_table, no_data_metadata, with_names
 from ads_ml.defs.io_managers import model_asset_metadata, stored_as
 from ads_ml.defs.partitions import ad_account_partitions
@@ -39,9 +39,9 @@ def build_models_asset(level: str) -> dg.AssetsDefinition:
         kinds={"scikitlearn"},
         owners=OWNERS,
         description=(
-            f"One Isolation Forest per {level} on its daily spend, CPL, CTR, frequency and leads over the "
-            "last 60 days (≥ 14 days, contamination 0.05, 100 trees); a model file and an "
-            "ml_trained_models row each."
+            f"One Isolation Forest per {level} on its daily spend, CPL, CTR, frequency, leads and CPM over "
+            "the 60 days before the analysed day — the history detection compares with (≥ 14 days, "
+            "contamination 0.05, 100 trees); a model file and an ml_trained_models row each."
         ),
     )
     def _models(context: dg.AssetExecutionContext, insights: LevelInsights, fanout: FanoutResource) -> list:
@@ -49,7 +49,9 @@ def build_models_asset(level: str) -> dg.AssetsDefinition:
         items = []
         too_short = 0
         for entity, rows in _metrics_by_entity(insights).items():
-            history = rows.loc[rows["date"] > ref - pd.Timedelta(days=settings.ANOMALY_HISTORY_DAYS)]
+            # the window detection compares the analysed day with; the analysed day itself is not
+            # "normal" to learn from
+            history, _analysed = history_window(rows, ref, settings.ANOMALY_DAYS_TO_ANALYZE)
             if len(history) < settings.ANOMALY_MIN_SAMPLES:
                 too_short += 1
                 continue
@@ -109,6 +111,7 @@ def build_anomalies_asset(level: str) -> dg.AssetsDefinition:
     ) -> pd.DataFrame:
         ref = pd.Timestamp(insights.reference_date)
         entities = insights.entities.set_index(insights.entities["entity_id"].astype(str))
+        in_progress_from = account_today(database.engine(), insights.account_id)
         items = []
         for entity, rows in _metrics_by_entity(insights).items():
             history, _analysed = history_window(rows, ref, config.days_to_analyze)
@@ -118,7 +121,8 @@ def build_anomalies_asset(level: str) -> dg.AssetsDefinition:
             status = entities["status"].get(entity, "ACTIVE")
             budget = entities["daily_budget"].get(entity) if "daily_budget" in entities else None
             budget = None if budget is None or pd.isna(budget) else float(budget)
-            items.append((entity, (entity, rows, ref, stored.model if stored else None, status, budget, config.days_to_analyze)))
+            items.append((entity, (entity, rows, ref, stored.model if stored else None, status, budget, config.days_to_analyze,
+                                    in_progress_from)))
         result = fanout.run(detect_task, items, label=f"{level} detections", log=context.log)
         for entity, error in result.errors.items():
             context.log.error(f"detection for {entity} failed: {error}")
@@ -140,6 +144,8 @@ def build_anomalies_asset(level: str) -> dg.AssetsDefinition:
             "entities_checked": len(items),
             "entities_with_model": sum(1 for _e, p in items if p[3] is not None),
             "window": f"{first_day} .. {ref.date()}",
+            "day_in_progress": (in_progress_from.isoformat() if in_progress_from <= ref.date() else "none")
+            + " (judged only for excess spend / CPM / frequency and overspend)",
             "by_severity": dg.MetadataValue.json(found["severity"].value_counts().to_dict() if len(found) else {}),
             "by_metric": dg.MetadataValue.json(found["metric"].value_counts().to_dict() if len(found) else {}),
             "top_anomalies": dg.MetadataValue.md(markdown_table(with_names(

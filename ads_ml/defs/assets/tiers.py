@@ -21,8 +21,8 @@ from ads_ml.defs.common import LEVELS, OWNERS, entity_names, markdown_table, no_
 from ads_ml.defs.io_managers import model_asset_metadata, stored_as
 from ads_ml.defs.partitions import ad_account_partitions
 from ads_ml.defs.resources import DatabaseResource
-from ads_ml.ml.features import FEATURE_COLUMNS
 from ads_ml.ml.tiers import (
+    TIER_FEATURE_COLUMNS,
     TRANSFER_FEATURE_COLUMNS,
     TierTrainingResult,
     build_training_set,
@@ -45,7 +45,9 @@ def _training_metadata(result: TierTrainingResult) -> dict:
     }
     if result.reason:
         metadata["reason"] = result.reason
-    for key in ("accuracy", "f1_weighted", "log_loss", "ece", "rule_accuracy"):
+    if "use" in result.metrics:
+        metadata["use"] = str(result.metrics["use"])
+    for key in ("accuracy", "f1_weighted", "log_loss", "ece", "rule_accuracy", "model_order", "rule_order"):
         if key in result.metrics:
             metadata[f"validation_{key}"] = float(result.metrics[key])
     if result.model is not None:
@@ -99,7 +101,7 @@ def build_tier_classifier_asset(level: str) -> dg.AssetsDefinition:
         if result.status != "trained":
             context.log.warning(f"{level} tier classifier not trained for {insights.account_id}: {result.reason}")
             return None
-        return _artifact(TIER_MODEL_NAME, level, result, FEATURE_COLUMNS)
+        return _artifact(TIER_MODEL_NAME, level, result, TIER_FEATURE_COLUMNS)
 
     return _tier_classifier
 
@@ -191,6 +193,8 @@ def build_classifications_asset(level: str) -> dg.AssetsDefinition:
         }
         if tier_model is None:
             metadata["note"] = f"no READY {level} tier classifier: see {level}_tier_classifier's metadata for why"
+        elif not getattr(tier_model.model, "beats_rules_", True):
+            metadata["note"] = str(tier_model.training_metrics.get("use", "rules: the classifier did not beat the rule tiers"))
         else:
             for key in ("accuracy", "f1_weighted", "log_loss", "ece"):
                 if key in tier_model.training_metrics:
