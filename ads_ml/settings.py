@@ -223,7 +223,7 @@ SCHEDULES = {
 
 FORECAST_HORIZON_DAYS = 7
 FORECAST_METRICS = ("cpl", "leads", "spend")
-FORECAST_METHODS = ("ema", "linear", "prophet")
+FORECAST_METHODS = ("ema", "linear", "prophet", "ets", "theta")
 #: Ensemble weights are calibrated on the last VALIDATION days: w ∝ 1 / (error + 1), where the error
 #: is MAPE in percent, or MAE where the validation actuals contain zeros (MAPE is undefined there).
 #: With history ≤ validation + 7 days, the methods get equal weights.

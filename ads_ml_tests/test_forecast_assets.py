@@ -54,10 +54,10 @@ def test_tuning_weights_and_forecasts(dagster_instance, engine, account):
     assert len(leads) > 0
 
     weights = _rows(engine, "select * from ml_ensemble_weights")
-    assert len(weights) == 3 * 3 * 3  # levels × metrics × methods
+    assert len(weights) == 3 * 3 * 5  # levels × metrics × methods
     sums = weights.groupby(["entity_type", "metric"])["weight"].sum()
     assert ((sums - 1.0).abs() < 1e-9).all()
-    assert set(weights["method"]) == {"ema", "linear", "prophet"}
+    assert set(weights["method"]) == {"ema", "linear", "prophet", "ets", "theta"}
 
     forecasts = _rows(engine, "select * from ml_forecasts")
     assert set(forecasts["method"]) == {"ensemble", "seasonal_naive"}

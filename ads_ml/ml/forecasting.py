@@ -1,5 +1,6 @@
-"""7-day forecasts of CPL, leads and spend per entity: EMA, linear trend, Prophet, their weighted
-ensemble, and a seasonal-naive baseline. Pure code: series in, small frames out.
+"""7-day forecasts of CPL, leads and spend per entity: EMA, linear trend, Prophet, statsforecast's
+AutoETS and AutoTheta (weekly season), their weighted ensemble, and a seasonal-naive baseline. Pure
+code: series in, small frames out.
 
 - Series: daily, from the entity's first delivery to the reference date, missing days as zero
   spend and leads; CPL is the trailing 7-day CPL (daily CPL is undefined on days without a lead)
@@ -143,6 +144,32 @@ def forecast_prophet(series: pd.Series, horizon: int, params: dict | None = None
     ).clipped()
 
 
+def _statsforecast(model_class, series: pd.Series, horizon: int) -> Forecast:  # noqa: ANN001
+    """A statsforecast model with a weekly season (7) on the series, its 95 % interval; a series
+    too short for the season gets the model without one."""
+    y = series.dropna().to_numpy(dtype="float64")
+    season = 7 if len(y) >= 2 * 7 + 2 else 1
+    with np.errstate(all="ignore"):
+        result = model_class(season_length=season).forecast(y=y, h=horizon, level=[int(settings.FORECAST_INTERVAL_WIDTH * 100)])
+    level = int(settings.FORECAST_INTERVAL_WIDTH * 100)
+    return Forecast(_future(series, horizon), np.asarray(result["mean"], dtype="float64"),
+                    np.asarray(result[f"lo-{level}"], dtype="float64"), np.asarray(result[f"hi-{level}"], dtype="float64")).clipped()
+
+
+def forecast_ets(series: pd.Series, horizon: int) -> Forecast:
+    """statsforecast's AutoETS (error / trend / season chosen by AICc), weekly season."""
+    from statsforecast.models import AutoETS
+
+    return _statsforecast(AutoETS, series, horizon)
+
+
+def forecast_theta(series: pd.Series, horizon: int) -> Forecast:
+    """statsforecast's AutoTheta (the best of the theta models), weekly season."""
+    from statsforecast.models import AutoTheta
+
+    return _statsforecast(AutoTheta, series, horizon)
+
+
 def error_metric_for(actual: np.ndarray) -> str:
     """MAPE is undefined when an actual is zero: then MAE."""
     return "mae" if (np.abs(np.asarray(actual, dtype="float64")) < 1e-12).any() else "mape"
@@ -179,6 +206,8 @@ def method_forecasts(series: pd.Series, horizon: int, prophet_params: dict | Non
     }
     if series.notna().sum() >= settings.FORECAST_MIN_POINTS_PROPHET:
         out["prophet"] = forecast_prophet(series, horizon, prophet_params, interval=intervals)
+        out["ets"] = forecast_ets(series, horizon)
+        out["theta"] = forecast_theta(series, horizon)
     out[BASELINE] = forecast_seasonal_naive(series, horizon)
     return out
 
