@@ -28,14 +28,15 @@ def test_rule_tiers_use_cpl_against_the_account_and_lead_volume():
     spend = [50, 100, 130, 200, 200, 1, 20]
     leads = [10, 10, 10, 10, 0, 0, 4]
     tiers = rule_tiers(spend, leads, account_cpl=10.0)
+    # quantiles of (spend + 3 · 10) / (leads + 3) among the six with evidence
     assert tiers.tolist() == [
-        "HIGH_PERFORMER",   # CPL 5 = 0.5 × average, 10 leads
-        "MODERATE",         # 1.0 ×
-        "LOW",              # 1.3 ×
-        "UNDERPERFORMER",   # 2.0 ×
-        "UNDERPERFORMER",   # spent 20 average CPLs without a lead
+        "HIGH_PERFORMER",   # CPL 5 over 10 leads: 6.2
+        "MODERATE",         # 10.0
+        "LOW",              # 12.3
+        "UNDERPERFORMER",   # 17.7
+        "UNDERPERFORMER",   # spent 20 average CPLs without a lead: 76.7
         "INSUFFICIENT_DATA",  # spent 0.1 average CPL without a lead: no evidence yet
-        "MODERATE",         # cheap (CPL 5) but only 4 leads: not enough volume for HIGH
+        "MODERATE",         # cheap (CPL 5) but only 4 leads: 7.1, shrunk past the 10-lead one
     ]
 
 
@@ -150,3 +151,39 @@ def test_too_few_samples_is_insufficient_data_not_an_exception():
     classified = classify_entities(features, None, None)
     assert (classified["method"] == "rules").all() and classified["confidence"].isna().all()
     assert (classified["tier"] == classified["rule_tier"]).all()
+
+
+def test_rule_tiers_are_quantiles_of_shrunk_cpl_with_a_volume_guard():
+    # twenty entities with CPL 5 … 24 and 20 leads each: a quarter in every tier, cheapest HIGH
+    spend = [20.0 * c for c in range(5, 25)]
+    tiers = rule_tiers(spend, [20] * 20, account_cpl=14.5)
+    assert tiers.tolist() == ["HIGH_PERFORMER"] * 5 + ["MODERATE"] * 5 + ["LOW"] * 5 + ["UNDERPERFORMER"] * 5
+    # one lucky lead at CPL 2 is not better evidence than 40 leads at CPL 6
+    tiers = rule_tiers([2.0, 240.0, 400.0, 600.0], [1, 40, 40, 40], account_cpl=10.0)
+    assert tiers[1] == "HIGH_PERFORMER" and tiers[0] != "HIGH_PERFORMER"
+
+
+def test_a_past_snapshot_cannot_read_todays_status_or_budget():
+    daily, entities, _truth = known_tier_account(per_group=6)
+    training = build_training_set(daily, entities, REF)
+    model = train_tier_classifier(training).model
+    assert not set(model.feature_columns) & {"is_active", "has_budget"}
+    # the same account, where every ad has since been paused and lost its budget: same model
+    paused = entities.assign(status="PAUSED", daily_budget=0.0)
+    other = train_tier_classifier(build_training_set(daily, paused, REF)).model
+    X = training.X
+    assert np.allclose(model.predict_proba(X), other.predict_proba(X))
+
+
+def test_a_classifier_that_does_not_beat_the_rules_is_not_used():
+    daily, entities, _truth = known_tier_account(per_group=8)
+    training = build_training_set(daily, entities, REF)
+    # labels that carry no information: a model of noise orders next week worse than the rules
+    noise = training.y.sample(frac=1.0, random_state=3).to_numpy()
+    training.y = pd.Series(noise, index=training.y.index)
+    result = train_tier_classifier(training)
+    assert result.status == "trained" and result.metrics["beats_rules"] is False
+    assert result.metrics["model_order"] < result.metrics["rule_order"]
+    assert result.metrics["use"].startswith("rules:")
+    classified = classify_entities(compute_entity_features(daily, entities, REF), result.model)
+    assert (classified["method"] == "rules").all() and (classified["tier"] == classified["rule_tier"]).all()
