@@ -88,14 +88,23 @@ def build_tier_classifier_check(level: str) -> dg.AssetChecksDefinition:
             passed=beats,
             severity=dg.AssetCheckSeverity.WARN,
             metadata={
-                "model_order": float(metrics.get("model_order", float("nan"))),
-                "rule_order": float(metrics.get("rule_order", float("nan"))),
+                "model_order": _order(metrics.get("model_order")),
+                "rule_order": _order(metrics.get("rule_order")),
                 "use": str(metrics.get("use", "model")),
-                "model_version": tier_classifier.version,
+                "model_version": int(tier_classifier.version),
             },
         )
 
     return _beats_rules
+
+
+def _order(value: object) -> str:
+    """A validation order as text ("n/a" when there was none: NaN is stored as null)."""
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return "n/a"
+    return f"{number:.3f}" if number == number else "n/a"
 
 
 tier_checks = [build_tier_classifier_check(level) for level in LEVELS]

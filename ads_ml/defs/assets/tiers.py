@@ -5,6 +5,7 @@ import datetime as dt
 from typing import Optional
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 
 from ads_ml import settings
@@ -48,7 +49,7 @@ def _training_metadata(result: TierTrainingResult) -> dict:
     if "use" in result.metrics:
         metadata["use"] = str(result.metrics["use"])
     for key in ("accuracy", "f1_weighted", "log_loss", "ece", "rule_accuracy", "model_order", "rule_order"):
-        if key in result.metrics:
+        if key in result.metrics and result.metrics[key] is not None and np.isfinite(result.metrics[key]):
             metadata[f"validation_{key}"] = float(result.metrics[key])
     if result.model is not None:
         importances = pd.Series(result.model.feature_importances_).sort_values(ascending=False).rename("gain share")
