@@ -91,3 +91,21 @@ def test_account_with_too_little_data_materialises_and_says_why(dagster_instance
     assert len(tiers) == 4 and (tiers["method"] == "rules").all() and tiers["confidence_score"].isna().all()
     note = dagster_instance.get_latest_materialization_event(dg.AssetKey("ad_classifications")).asset_materialization.metadata
     assert "no READY ad tier classifier" in note["note"].value
+
+
+def test_beats_rule_tiers_check_reads_an_unmeasured_order_as_na():
+    # a small account: too few entities per validation week to measure an order (stored as null)
+    from ads_ml.db.model_registry import StoredModel
+    from ads_ml.defs.checks import tier_checks
+
+    class Refused:
+        beats_rules_ = False
+
+    stored = StoredModel(id=1, name="tier_classifier", model_type="x", version=3, account_id="act", entity_type="ad",
+                         entity_id=None, path="p", parameters={}, feature_columns=[], status="READY", checksum=None,
+                         training_metrics={"model_order": None, "rule_order": None, "beats_rules": False,
+                                           "use": "rules: no validation of the classifier against the rule tiers"},
+                         model=Refused())
+    result = tier_checks[-1](tier_classifier=stored)
+    assert result.passed is False and result.severity == dg.AssetCheckSeverity.WARN
+    assert result.metadata["model_order"].value == "n/a" and result.metadata["use"].value.startswith("rules:")
