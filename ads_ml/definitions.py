@@ -9,10 +9,10 @@ from ads_ml.defs.assets.anomalies import anomalies_assets
 from ads_ml.defs.assets.forecasting import forecasting_assets
 from ads_ml.defs.assets.insights import insights_assets
 from ads_ml.defs.assets.tiers import tier_assets
+from ads_ml.defs.automation import automation_sensor
 from ads_ml.defs.checks import insights_checks, tier_checks
 from ads_ml.defs.io_managers import DatabaseIOManager, ModelIOManager
 from ads_ml.defs.jobs import all_jobs
-from ads_ml.defs.schedules import schedules
 from ads_ml.defs.resources import DatabaseResource, FanoutResource, ModelStoreResource
 from ads_ml.defs.sensors import ad_account_partitions_sensor, change_events_sensor, new_insights_sensor
 
@@ -45,8 +45,7 @@ defs = dg.Definitions(
     assets=[*insights_assets, *features_assets, *tier_assets, *forecasting_assets, *anomalies_assets, *action_assets],
     asset_checks=[*insights_checks, *tier_checks],
     jobs=all_jobs,
-    schedules=schedules,
-    sensors=[ad_account_partitions_sensor, new_insights_sensor, change_events_sensor],
+    sensors=[ad_account_partitions_sensor, new_insights_sensor, change_events_sensor, automation_sensor()],
     resources=build_resources(),
     executor=build_executor(),
 )

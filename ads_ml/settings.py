@@ -171,13 +171,13 @@ TIER_XGB_PARAMS = {
     "reg_lambda": 5.0,
 }
 
-# --- schedules -------------------------------------------------------------------------------
+# --- automation --------------------------------------------------------------------------------
 
 SCHEDULE_TIMEZONE_ENV = "ADS_ML_SCHEDULE_TIMEZONE"
 
 
 def schedule_cron(name: str) -> str:
-    """Cron of schedule ``name``: ``ADS_ML_SCHEDULE_<NAME>`` (e.g. ``ADS_ML_SCHEDULE_AD_ANOMALY_DETECTION="*/30 * * * *"``)
+    """Cron of the timed work ``name``: ``ADS_ML_SCHEDULE_<NAME>`` (e.g. ``ADS_ML_SCHEDULE_TIER_TRAINING="0 4 * * *"``)
     or the default in ``SCHEDULES``. Read when the code location loads."""
     value = os.environ.get(f"ADS_ML_SCHEDULE_{name.upper()}", "").strip()
     return value or SCHEDULES[name]
@@ -197,26 +197,25 @@ def sensor_interval_seconds(default: int) -> int:
 
 
 def schedule_timezone() -> str:
-    """Timezone the schedules' cron times are read in (``ADS_ML_SCHEDULE_TIMEZONE``, default UTC)."""
+    """Timezone of the cron times for an account whose own timezone is unknown or not a valid IANA
+    name (``ADS_ML_SCHEDULE_TIMEZONE``, default UTC)."""
     return os.environ.get(SCHEDULE_TIMEZONE_ENV, "").strip() or "UTC"
 
 
-#: Cron times (in schedule_timezone()) of the schedules, named by what they run.
+#: Cron times of the timed work, read in each account's own timezone (``ad_accounts.timezone``).
+#: Everything else follows the data by declarative automation (``ads_ml.defs.automation``):
+#: features, campaign/adset anomalies and recommendations whenever their inputs change, forecasts
+#: after each calibration. Ad anomalies run at most once per tick of their cron, when insights changed.
 SCHEDULES = {
+    "anomaly_training": "0 1 * * *",
+    "prophet_tuning": "0 2 * * 0",  # cpl, then leads
     "tier_training": "0 3 * * *",
     "transfer_training": "0 3 * * 1",
     "campaign_classification": "0 5 * * *",
     "adset_classification": "30 5 * * *",
     "ad_classification": "0 6 * * *",
-    "prophet_tuning_cpl": "0 2 * * 0",
-    "prophet_tuning_leads": "30 2 * * 0",
     "ensemble_calibration": "30 5 * * *",
-    "forecasts": "30 6 * * *",
-    "anomaly_training": "0 1 * * *",
-    "campaign_anomaly_detection": "0 * * * *",
-    "adset_anomaly_detection": "30 * * * *",
     "ad_anomaly_detection": "0 */2 * * *",
-    "recommendations": "30 7 * * *",
 }
 
 # --- forecasting -----------------------------------------------------------------------------

@@ -52,7 +52,7 @@ def test_new_insight_rows_request_a_refresh_of_that_account_only(dagster_instanc
     result = new_insights_sensor(_context(dagster_instance, db_url))
     assert [r.partition_key for r in result.run_requests] == ["act_one"]
     assert [list(r.partition_keys) for r in result.dynamic_partitions_requests] == [["act_one"]]
-    assert result.run_requests[0].job_name in (None, "account_refresh")
+    assert result.run_requests[0].job_name in (None, "insights_refresh")
     cursor = result.cursor
     _apply(dagster_instance, result)
 

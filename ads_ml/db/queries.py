@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -75,15 +76,28 @@ def reference_date(engine: Engine, account_id: str) -> dt.date | None:
     return _as_date(value)
 
 
+def account_timezones(engine: Engine, account_ids: Iterable[str], default: str = "UTC") -> dict[str, str]:
+    """Each account's IANA timezone; ``default`` for an account that is unknown or whose stored
+    timezone is not a valid IANA name."""
+    ids = sorted(set(account_ids))
+    with engine.connect() as conn:
+        rows = conn.execute(select(AdAccount.id, AdAccount.timezone).where(AdAccount.id.in_(ids))) if ids else []
+        stored = {account: zone for account, zone in rows}
+    zones = {}
+    for account in ids:
+        name = stored.get(account) or default
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            name = default
+        zones[account] = name
+    return zones
+
+
 def account_today(engine: Engine, account_id: str, now: dt.datetime | None = None) -> dt.date:
     """Today in the account's timezone (UTC when unknown): the first day whose insights are not
     complete yet."""
-    with engine.connect() as conn:
-        name = conn.execute(select(AdAccount.timezone).where(AdAccount.id == account_id)).scalar_one_or_none()
-    try:
-        zone = ZoneInfo(name or "UTC")
-    except (ZoneInfoNotFoundError, ValueError):
-        zone = ZoneInfo("UTC")
+    zone = ZoneInfo(account_timezones(engine, [account_id])[account_id])
     return (now or dt.datetime.now(dt.timezone.utc)).astimezone(zone).date()
 
 

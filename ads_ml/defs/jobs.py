@@ -7,16 +7,14 @@ from ads_ml.defs.common import LEVELS
 INSIGHTS_KEYS = [dg.AssetKey(f"{level}_insights") for level in LEVELS]
 
 PROPHET_PARAMS_KEYS = [dg.AssetKey(f"{level}_prophet_params") for level in LEVELS]
-IMPACT_KEY = dg.AssetKey("impact_reports")
 
-#: Everything computed from an account's insights: run when new insights arrive. Prophet tuning,
-#: the heaviest work by far, stays on its weekly schedule (forecasts use the stored params), and
-#: impact reports come from the change-events sensor when they are due.
-account_refresh_job = dg.define_asset_job(
-    name="account_refresh",
-    selection=dg.AssetSelection.assets(*INSIGHTS_KEYS).downstream()
-    - dg.AssetSelection.assets(*PROPHET_PARAMS_KEYS, IMPACT_KEY),
-    description="Insights, features and everything downstream of them (but Prophet tuning), for one ad account.",
+#: Launched by ``new_insights_sensor`` when an import commits: the account's insights only; what
+#: depends on them follows by declarative automation (``ads_ml.defs.automation``).
+insights_refresh_job = dg.define_asset_job(
+    name="insights_refresh",
+    selection=dg.AssetSelection.assets(*INSIGHTS_KEYS),
+    description="Read an ad account's insights as of its latest date; features, anomalies and "
+    "recommendations follow by automation.",
 )
 
 tier_training_job = dg.define_asset_job(
@@ -35,8 +33,8 @@ transfer_training_job = dg.define_asset_job(
 def classification_job(level: str):  # noqa: ANN201
     return dg.define_asset_job(
         name=f"{level}_classification",
-        selection=dg.AssetSelection.assets(f"{level}_insights", f"{level}_features", f"{level}_classifications"),
-        description=f"Refresh the {level} insights and features and classify every {level}.",
+        selection=dg.AssetSelection.assets(f"{level}_classifications"),
+        description=f"Classify every {level} (from its stored features and tier classifier).",
     )
 
 
@@ -70,8 +68,8 @@ anomaly_training_job = dg.define_asset_job(
 def anomaly_detection_job(level: str):  # noqa: ANN201
     return dg.define_asset_job(
         name=f"{level}_anomaly_detection",
-        selection=dg.AssetSelection.assets(f"{level}_insights", f"{level}_anomalies"),
-        description=f"Refresh the {level} insights and check every {level} for anomalies.",
+        selection=dg.AssetSelection.assets(f"{level}_anomalies"),
+        description=f"Check every {level} for anomalies (in the insights last read, with the stored forests).",
     )
 
 
@@ -92,7 +90,7 @@ recommendation_job = dg.define_asset_job(
 )
 
 all_jobs = [
-    account_refresh_job, tier_training_job, transfer_training_job, *classification_jobs.values(),
+    insights_refresh_job, tier_training_job, transfer_training_job, *classification_jobs.values(),
     prophet_tuning_job, ensemble_calibration_job, forecast_job,
     anomaly_training_job, *anomaly_detection_jobs.values(), impact_job, recommendation_job,
 ]

@@ -8,7 +8,7 @@ import dagster as dg
 from ads_ml import settings
 from ads_ml.db.migrate import SchemaError
 from ads_ml.db.queries import accounts_with_new_insights, active_account_ids, change_events_after, reference_date
-from ads_ml.defs.jobs import account_refresh_job, impact_job
+from ads_ml.defs.jobs import insights_refresh_job, impact_job
 from ads_ml.defs.partitions import AD_ACCOUNT_PARTITIONS_NAME, ad_account_partitions
 from ads_ml.defs.resources import DatabaseResource
 
@@ -49,7 +49,7 @@ def ad_account_partitions_sensor(context: dg.SensorEvaluationContext, database: 
 
 @dg.sensor(
     name="new_insights_sensor",
-    job=account_refresh_job,
+    job=insights_refresh_job,
     minimum_interval_seconds=settings.sensor_interval_seconds(60),
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="When insight rows of an account change (cursor on daily_insights.updated_at), "

@@ -18,6 +18,7 @@ from ads_ml.db.queries import (
     store_impact_reports,
     store_recommendations,
 )
+from ads_ml.defs.automation import on_fresh_inputs
 from ads_ml.defs.common import LEVELS, OWNERS, entity_names, markdown_table, no_data_metadata, with_names
 from ads_ml.defs.io_managers import stored_as
 from ads_ml.defs.partitions import ad_account_partitions
@@ -29,6 +30,8 @@ from ads_ml.ml.recommendations import recommend
 def build_recommendations_asset(level: str) -> dg.AssetsDefinition:
     @dg.asset(
         name=f"{level}_recommendations",
+        automation_condition=on_fresh_inputs(),
+        deps=[f"{level}_classifications", f"{level}_anomalies"],
         metadata=stored_as("table", level),
         ins={"features": dg.AssetIn(f"{level}_features"), "insights": dg.AssetIn(f"{level}_insights")},
         partitions_def=ad_account_partitions,

@@ -18,6 +18,7 @@ from ads_ml.db.queries import (
     previous_tiers,
     replace_classifications,
 )
+from ads_ml.defs.automation import on_account_cron
 from ads_ml.defs.common import LEVELS, OWNERS, entity_names, markdown_table, no_data_metadata, with_names
 from ads_ml.defs.io_managers import model_asset_metadata, stored_as
 from ads_ml.defs.partitions import ad_account_partitions
@@ -79,6 +80,7 @@ def _artifact(name: str, level: str, result: TierTrainingResult, columns: tuple[
 def build_tier_classifier_asset(level: str) -> dg.AssetsDefinition:
     @dg.asset(
         name=f"{level}_tier_classifier",
+        automation_condition=on_account_cron("tier_training"),
         ins={"insights": dg.AssetIn(f"{level}_insights")},
         partitions_def=ad_account_partitions,
         io_manager_key="model_io_manager",
@@ -109,6 +111,7 @@ def build_tier_classifier_asset(level: str) -> dg.AssetsDefinition:
 
 @dg.asset(
     name="transfer_classifier",
+    automation_condition=on_account_cron("transfer_training"),
     ins={"insights": dg.AssetIn("campaign_insights")},
     partitions_def=ad_account_partitions,
     io_manager_key="model_io_manager",
@@ -143,6 +146,7 @@ def transfer_classifier(
 def build_classifications_asset(level: str) -> dg.AssetsDefinition:
     @dg.asset(
         name=f"{level}_classifications",
+        automation_condition=on_account_cron(f"{level}_classification"),
         metadata=stored_as("table", level),
         ins={
             "features": dg.AssetIn(f"{level}_features"),

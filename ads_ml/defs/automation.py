@@ -1,0 +1,120 @@
+"""Declarative automation: when each asset runs, as conditions on its own data instead of a chain of
+cron times (Celery Beat's way).
+
+- Insights are materialised by ``new_insights_sensor`` when an import commits (or a backfill).
+- Fresh data flows on by itself (``eager``): features, campaign and adset anomalies and
+  recommendations whenever one of their inputs changes; forecasts after each calibration of the
+  ensemble weights; ad anomalies at most once per tick of their cron (every 2 h), when insights changed.
+- Timed work runs at its cron time **in each account's own timezone** (``ad_accounts.timezone``):
+  training, tuning, calibration and classification, each once per tick and only when its inputs
+  are present and not being written. A new account gets each of them as soon as its insights exist.
+
+Every condition waits while one of its inputs is being materialised, so training at 03:00 that runs
+late still comes before classification at 05:00 reads the model. Cron times are ``settings.SCHEDULES``
+(``ADS_ML_SCHEDULE_<NAME>`` overrides one).
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+import dagster as dg
+
+from ads_ml import settings
+from ads_ml.db.engine import get_engine
+from ads_ml.db.queries import account_timezones
+
+log = logging.getLogger(__name__)
+
+
+class AccountCronTickPassed(dg.AutomationCondition):
+    """True for an account partition on the first evaluation after ``cron_schedule`` ticked in that
+    account's timezone. Dagster's ``cron_tick_passed`` reads a cron in one timezone for every
+    partition; accounts of one deployment live in several."""
+
+    def __init__(self, cron_schedule: str) -> None:
+        self.cron_schedule = cron_schedule
+
+    @property
+    def name(self) -> str:
+        return f"account_cron_tick_passed({self.cron_schedule})"
+
+    @property
+    def description(self) -> str:
+        return f"'{self.cron_schedule}' passed in the account's timezone"
+
+    def evaluate(self, context: dg.AutomationContext) -> dg.AutomationResult:
+        previous = context.previous_evaluation_time
+        candidates = context.candidate_subset
+        if previous is None or candidates.is_empty:
+            return dg.AutomationResult(context, true_subset=context.get_empty_subset())
+        accounts = candidates.expensively_compute_partition_keys()
+        fired = {
+            account for account, zone in _timezones(accounts).items()
+            if context.asset_graph_view.compute_previous_cron_tick(
+                cron_schedule=self.cron_schedule, cron_timezone=zone) >= previous
+        }
+        return dg.AutomationResult(
+            context, true_subset=context.asset_graph_view.compute_intersection_with_partition_keys(fired, candidates))
+
+
+def _timezones(accounts) -> dict[str, str]:  # noqa: ANN001
+    default = settings.schedule_timezone()
+    try:
+        return account_timezones(get_engine(settings.database_url()), accounts, default)
+    except Exception as exc:  # noqa: BLE001 - no database yet: read the crons in the default timezone
+        log.warning(f"account timezones unavailable ({exc}); reading cron times in {default}")
+        return {account: default for account in accounts}
+
+
+_INPUTS_READY = ~dg.AutomationCondition.any_deps_missing() & ~dg.AutomationCondition.any_deps_in_progress()
+
+
+def on_account_cron(name: str) -> dg.AutomationCondition:
+    """Once per tick of ``settings.schedule_cron(name)`` in the account's timezone, and once when the
+    partition is new, with every input present and none being written."""
+    cron = settings.schedule_cron(name)
+    return (
+        (AccountCronTickPassed(cron) | dg.AutomationCondition.newly_missing()).since_last_handled()
+        & _INPUTS_READY
+        & ~dg.AutomationCondition.in_progress()
+    ).with_label(f"{name}: {cron} in the account's timezone")
+
+
+def on_fresh_inputs() -> dg.AutomationCondition:
+    """Whenever an input changes (Dagster's ``eager``)."""
+    return dg.AutomationCondition.eager()
+
+
+def after(*upstream: str) -> dg.AutomationCondition:
+    """Whenever one of ``upstream`` is materialised again (the other inputs are read as they are)."""
+    return dg.AutomationCondition.eager().allow(dg.AssetSelection.assets(*upstream)).with_label(
+        f"after {', '.join(upstream)}")
+
+
+def on_fresh_inputs_at_most_every(name: str) -> dg.AutomationCondition:
+    """When inputs changed, at most once per tick of ``settings.schedule_cron(name)``."""
+    cron = settings.schedule_cron(name)
+    return (
+        dg.AutomationCondition.eager()
+        & dg.AutomationCondition.cron_tick_passed(cron, settings.schedule_timezone()).since_last_handled()
+    ).with_label(f"{name}: fresh inputs, at most once per '{cron}'")
+
+
+def automation_sensor() -> dg.AutomationConditionSensorDefinition:
+    """Evaluates the conditions above; on the code server, since ``AccountCronTickPassed`` reads the
+    accounts' timezones from the database. One run per account and tick (not a backfill), so the
+    per-account queue of dagster.yaml applies."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.BetaWarning)  # use_user_code_server is beta in Dagster 1.13
+        return dg.AutomationConditionSensorDefinition(
+            "ads_ml_automation",
+            target=dg.AssetSelection.all(),
+            use_user_code_server=True,
+            emit_backfills=False,
+            default_status=dg.DefaultSensorStatus.RUNNING,
+            minimum_interval_seconds=settings.sensor_interval_seconds(30),
+            description="Runs every asset whose automation condition holds: fresh inputs, or its cron time "
+            "in the account's timezone (see each asset's condition).",
+        )
