@@ -2,9 +2,9 @@
 ``DAGSTER_HOME`` (SQLite storage with the in-process executor; PostgreSQL storage with the
 multiprocess executor), driven only through GraphQL, as the UI does.
 
-Each storage: the sensors and one schedule are turned on through GraphQL, data is imported, and the
-runs the daemon launches (partitions sensor, new-insights sensor, change-events sensor, the
-schedule) must reach SUCCESS; a partition backfill of one account must complete; the on-demand
+Each storage: the sensors are turned on through GraphQL, data is imported, and the runs the daemon
+launches (partitions sensor, new-insights sensor, change-events sensor, declarative automation)
+must reach SUCCESS; a partition backfill of one account must complete; the on-demand
 ``impact_analysis`` job launched with run config must write its report; and every job the
 launchpad offers must succeed for an account with data and for a new account without any.
 """
@@ -44,8 +44,8 @@ LOCATION = "ads_ml"
 REPOSITORY = "__repository__"
 WITH_DATA, WITHOUT_DATA = "act_live", "act_new"
 END = dt.date.today() - dt.timedelta(days=1)
-SCHEDULE = "ad_anomaly_detection_schedule"
-SENSORS = ["ad_account_partitions_sensor", "new_insights_sensor", "change_events_sensor"]
+AUTOMATION = "ads_ml_automation"
+SENSORS = ["ad_account_partitions_sensor", "new_insights_sensor", "change_events_sensor", AUTOMATION]
 TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
 
 
@@ -117,24 +117,19 @@ class Deployment:
         assert data["__typename"] == "Sensor", data
         return data["sensorState"]["status"]
 
-    def start_schedule(self, name: str) -> str:
+    def stop_sensor(self, name: str) -> str:
+        sensor = self.query(
+            """query($s: SensorSelector!) { sensorOrError(sensorSelector: $s) {
+                 __typename ... on Sensor { jobOriginId sensorState { selectorId } } } }""",
+            {"s": {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY, "sensorName": name}},
+        )["sensorOrError"]
         data = self.query(
-            """mutation($s: ScheduleSelector!) { startSchedule(scheduleSelector: $s) {
-                 __typename ... on ScheduleStateResult { scheduleState { id status } } ... on PythonError { message } } }""",
-            {"s": {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY, "scheduleName": name}},
-        )["startSchedule"]
-        assert data["__typename"] == "ScheduleStateResult", data
-        assert data["scheduleState"]["status"] == "RUNNING"
-        return data["scheduleState"]["id"]
-
-    def stop_schedule(self, state_id: str) -> str:
-        data = self.query(
-            """mutation($id: String!) { stopRunningSchedule(id: $id) {
-                 __typename ... on ScheduleStateResult { scheduleState { status } } ... on PythonError { message } } }""",
-            {"id": state_id},
-        )["stopRunningSchedule"]
-        assert data["__typename"] == "ScheduleStateResult", data
-        return data["scheduleState"]["status"]
+            """mutation($o: String!, $s: String!) { stopSensor(jobOriginId: $o, jobSelectorId: $s) {
+                 __typename ... on StopSensorMutationResult { instigationState { status } } ... on PythonError { message } } }""",
+            {"o": sensor["jobOriginId"], "s": sensor["sensorState"]["selectorId"]},
+        )["stopSensor"]
+        assert data["__typename"] == "StopSensorMutationResult", data
+        return data["instigationState"]["status"]
 
     def launch(self, job: str, account: str, run_config: dict | None = None) -> str:
         data = self.query(
@@ -216,8 +211,6 @@ def deployment(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pyte
         "ADS_ML_MODELS_DIR": str(tmp_path / "models"),
         "ADS_ML_N_JOBS": "1",
         "ADS_ML_SENSOR_INTERVAL_SECONDS": "5",
-        # the schedule under test ticks every minute instead of every two hours
-        "ADS_ML_SCHEDULE_AD_ANOMALY_DETECTION": "* * * * *",
     })
     created: list[str] = []
     if storage == "postgresql":
@@ -279,27 +272,37 @@ def test_daemon_and_launchpad_runs_succeed(deployment: Deployment, tmp_path: Pat
     live = deployment
     for sensor in SENSORS:
         assert live.start_sensor(sensor) == "RUNNING"
-    schedule = live.start_schedule(SCHEDULE)
 
     _new_account(live.engine)
     _import_account(live.engine, tmp_path)
 
-    # Sensors: partitions for both accounts, a refresh of the account with new insights, and the
-    # impact reports of its changes whose after-window has elapsed.
+    # Sensors: partitions for both accounts, a refresh of the insights of the account with new
+    # rows, the impact reports of its changes whose after-window has elapsed, and declarative
+    # automation: everything derived from the fresh insights, in one run.
     live.wait_for(lambda: set(live.instance.get_dynamic_partitions("ad_account")) >= {WITH_DATA, WITHOUT_DATA},
                   "the partitions sensor to add both accounts")
 
-    wanted = {("account_refresh", WITH_DATA), ("impact_analysis", WITH_DATA),
-              ("ad_anomaly_detection", WITH_DATA), ("ad_anomaly_detection", WITHOUT_DATA)}
-    live.wait_for(lambda: wanted <= {(r["job"], r["tags"].get("dagster/partition")) for r in live.runs()},
-                  "the sensors and the schedule to launch their runs", timeout=600)
-    assert live.stop_schedule(schedule) == "STOPPED"  # it ticks every minute: enough for this test
+    wanted = {(WITH_DATA, "new_insights_sensor"), (WITH_DATA, "change_events_sensor"), (WITH_DATA, AUTOMATION)}
+    live.wait_for(lambda: wanted <= {(r["tags"].get("dagster/partition"), r["tags"].get("dagster/sensor_name"))
+                                     for r in live.runs()},
+                  "the sensors and the automation to launch their runs", timeout=600)
+    # enough for this test: later runs of the launchpad would otherwise start more automated runs
+    assert live.stop_sensor(AUTOMATION) == "STOPPED"
     runs = live.wait_for(lambda: (runs := live.runs()) and all(r["status"] in TERMINAL for r in runs) and runs,
-                         "the sensors' and the schedule's runs to finish", timeout=900)
+                         "the sensors' and the automation's runs to finish", timeout=900)
     assert all(r["status"] == "SUCCESS" for r in runs), _failures(live.instance, runs)
-    assert {r["tags"].get("dagster/sensor_name") for r in runs} >= {"new_insights_sensor", "change_events_sensor"}
-    assert any(r["tags"].get("dagster/schedule_name") == SCHEDULE for r in runs)
+    by_sensor = {r["tags"].get("dagster/sensor_name"): r["job"] for r in runs}
+    assert by_sensor["new_insights_sensor"] == "insights_refresh" and by_sensor["change_events_sensor"] == "impact_analysis"
+    materialised: dict[str, set[str]] = {}  # run id -> assets, of the automation's runs
+    for run in (r for r in runs if r["tags"].get("dagster/sensor_name") == AUTOMATION):
+        materialised[run["run_id"]] = {record.dagster_event.asset_key.to_user_string() for record in live.instance.all_logs(
+            run["run_id"], of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)}
+    automated = next(r for r in runs if r["run_id"] == max(materialised, key=lambda run_id: len(materialised[run_id])))
+    materialised = set().union(*materialised.values())
+    assert {"ad_features", "ad_tier_classifier", "ad_classifications", "ad_anomalies", "ad_forecasts",
+            "ad_recommendations"} <= materialised, materialised
     assert count(live.engine, "ml_features", f"account_id = '{WITH_DATA}'") > 0
+    assert count(live.engine, "ml_recommendations", f"account_id = '{WITH_DATA}'") > 0
     assert count(live.engine, "ml_impact_reports", f"account_id = '{WITH_DATA}'") > 0
 
     # A backfill of one account from the UI's asset graph.
@@ -348,8 +351,7 @@ def test_daemon_and_launchpad_runs_succeed(deployment: Deployment, tmp_path: Pat
 
     # The multiprocess executor ran the PostgreSQL deployment's steps in their own processes.
     expected_executor = "multiprocess" if live.storage == "postgresql" else "in_process"
-    refresh = next(r for r in runs if r["job"] == "account_refresh" and r["tags"]["dagster/partition"] == WITH_DATA)
-    step_starts = [record for record in live.instance.all_logs(refresh["run_id"])
+    step_starts = [record for record in live.instance.all_logs(automated["run_id"])
                    if record.dagster_event is not None and record.dagster_event.event_type == dg.DagsterEventType.STEP_START]
     pids = {record.dagster_event.pid for record in step_starts}
     assert (len(pids) > 1) == (expected_executor == "multiprocess"), (expected_executor, pids)
