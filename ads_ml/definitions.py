@@ -14,7 +14,12 @@ from ads_ml.defs.checks import insights_checks, tier_checks
 from ads_ml.defs.io_managers import DatabaseIOManager, ModelIOManager
 from ads_ml.defs.jobs import all_jobs
 from ads_ml.defs.resources import DatabaseResource, FanoutResource, ModelStoreResource
-from ads_ml.defs.sensors import ad_account_partitions_sensor, change_events_sensor, new_insights_sensor
+from ads_ml.defs.sensors import (
+    ad_account_partitions_sensor,
+    change_events_sensor,
+    dead_cli_runs_sensor,
+    new_insights_sensor,
+)
 
 
 def build_resources() -> dict:
@@ -45,7 +50,8 @@ defs = dg.Definitions(
     assets=[*insights_assets, *features_assets, *tier_assets, *forecasting_assets, *anomalies_assets, *action_assets],
     asset_checks=[*insights_checks, *tier_checks],
     jobs=all_jobs,
-    sensors=[ad_account_partitions_sensor, new_insights_sensor, change_events_sensor, automation_sensor()],
+    sensors=[ad_account_partitions_sensor, new_insights_sensor, change_events_sensor, dead_cli_runs_sensor,
+             automation_sensor()],
     resources=build_resources(),
     executor=build_executor(),
 )

@@ -3,16 +3,29 @@ the instance in ``$DAGSTER_HOME`` so that the runs show in ``dagster dev``."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import logging
 import os
-from collections.abc import Sequence
+import socket
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import dagster as dg
 from dagster._core.instance.ref import InstanceRef
 
 from ads_ml import settings
+from ads_ml.db.engine import get_engine
+from ads_ml.db.locks import AccountBusyError, account_lock
 from ads_ml.defs.partitions import AD_ACCOUNT_PARTITIONS_NAME
+
+log = logging.getLogger(__name__)
+
+#: Tags of a run executed in this process (``ads-ml materialize``): where it runs, so that a run whose
+#: process was killed can be told from one still running (``fail_dead_cli_runs``).
+HOST_TAG, PROCESS_TAG = "ads_ml/host", "ads_ml/process"
+IN_PROGRESS = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
 
 
 class PipelineError(RuntimeError):
@@ -69,20 +82,95 @@ def materialize_account(
                     if name.endswith("_insights")
                 }
         job = defs.resolve_implicit_global_asset_job_def()
-        result = job.execute_in_process(
-            instance=instance,
-            partition_key=account_id,
-            asset_selection=[dg.AssetKey(name) for name in selection],
-            run_config=run_config,
-            tags={"ads_ml/launched_by": "cli"},
-            raise_on_error=False,
-        )
+        with account_turn(instance, account_id):
+            result = job.execute_in_process(
+                instance=instance,
+                partition_key=account_id,
+                asset_selection=[dg.AssetKey(name) for name in selection],
+                run_config=run_config,
+                tags=cli_run_tags(),
+                raise_on_error=False,
+            )
     finally:
         if own_instance:
             instance.dispose()
     if raise_on_error:
         _raise_on_failure(result, f"run {result.run_id} for {account_id}")
     return result
+
+
+@contextlib.contextmanager
+def account_turn(instance: dg.DagsterInstance, account_id: str) -> Iterator[None]:
+    """Wait for the account's turn, as the daemon's run queue does (dagster.yaml: one run per account
+    at a time): take the account's lock (other ``ads-ml`` processes), then wait until no run of the
+    account launched elsewhere (schedules, sensors, the UI) is in progress. A run of ours is in
+    progress from the moment it starts, so the queue holds the daemon's runs of the account back.
+    Runs left STARTED by a killed ``ads-ml`` process are failed on the way (they hold nothing)."""
+    timeout = settings.account_wait_seconds()
+    deadline = time.monotonic() + timeout
+    engine = get_engine(settings.database_url())
+    try:
+        with account_lock(engine, account_id, timeout=timeout,
+                          waiting=lambda: log.warning(f"waiting for another ads-ml run of {account_id} to finish")):
+            told = False
+            while busy := _runs_in_progress(instance, account_id):
+                if time.monotonic() >= deadline:
+                    raise AccountBusyError(f"account {account_id} is still busy with run {busy[0].run_id} "
+                                           f"({busy[0].job_name}) after {timeout:.0f} s")
+                if not told:
+                    log.warning(f"waiting for run {busy[0].run_id} ({busy[0].job_name}) of {account_id} to finish")
+                    told = True
+                time.sleep(1.0)
+            yield
+    except AccountBusyError as exc:
+        raise PipelineError(f"{exc}; try again later or raise {settings.ACCOUNT_WAIT_ENV}") from exc
+
+
+def _runs_in_progress(instance: dg.DagsterInstance, account_id: str) -> list[dg.DagsterRun]:
+    fail_dead_cli_runs(instance, account_id)
+    return [record.dagster_run for record in instance.get_run_records(
+        dg.RunsFilter(tags={"dagster/partition": account_id}, statuses=IN_PROGRESS))]
+
+
+def cli_run_tags() -> dict[str, str]:
+    return {"ads_ml/launched_by": "cli", HOST_TAG: socket.gethostname(), PROCESS_TAG: _process_id(os.getpid()) or ""}
+
+
+def _process_id(pid: int) -> str | None:
+    """``pid:start time`` of a live process on this machine (the start time tells a reused pid
+    apart), or None when no such process runs."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return f"{pid}:{stat.rsplit(')', 1)[1].split()[19]}"
+    except (OSError, IndexError):
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass
+    return f"{pid}:"
+
+
+def fail_dead_cli_runs(instance: dg.DagsterInstance, account_id: str | None = None) -> list[str]:
+    """Mark FAILURE the in-progress runs executed by an ``ads-ml`` process of this machine that no
+    longer exists (killed, machine restarted): nothing else would, and the account's queue waits on
+    them. Returns their run ids."""
+    tags = {HOST_TAG: socket.gethostname(), **({"dagster/partition": account_id} if account_id else {})}
+    failed = []
+    for record in instance.get_run_records(dg.RunsFilter(tags=tags, statuses=IN_PROGRESS)):
+        run = record.dagster_run
+        recorded = run.tags.get(PROCESS_TAG, "")
+        pid = recorded.split(":", 1)[0]
+        if not pid.isdigit() or _process_id(int(pid)) in (recorded, f"{pid}:"):
+            continue
+        message = (f"the ads-ml process {pid} on {run.tags[HOST_TAG]} that executed this run is gone "
+                   "(killed or the machine restarted): run marked failed")
+        instance.report_engine_event(message, run)
+        instance.report_run_failed(run, message)
+        failed.append(run.run_id)
+    return failed
 
 
 def _raise_on_failure(result: dg.ExecuteInProcessResult, what: str) -> None:
@@ -125,16 +213,17 @@ def run_impact(
     instance = instance or get_instance()
     try:
         ensure_partition(instance, account_id)
-        result = defs.resolve_job_def("impact_analysis").execute_in_process(
-            instance=instance,
-            partition_key=account_id,
-            run_config={
-                "loggers": {"console": {"config": {"log_level": "INFO"}}},
-                "ops": {"impact_reports": {"config": config}},
-            },
-            tags={"ads_ml/launched_by": "cli"},
-            raise_on_error=False,
-        )
+        with account_turn(instance, account_id):
+            result = defs.resolve_job_def("impact_analysis").execute_in_process(
+                instance=instance,
+                partition_key=account_id,
+                run_config={
+                    "loggers": {"console": {"config": {"log_level": "INFO"}}},
+                    "ops": {"impact_reports": {"config": config}},
+                },
+                tags=cli_run_tags(),
+                raise_on_error=False,
+            )
     finally:
         if own_instance:
             instance.dispose()

@@ -183,6 +183,19 @@ def schedule_cron(name: str) -> str:
     return value or SCHEDULES[name]
 
 
+ACCOUNT_WAIT_ENV = "ADS_ML_ACCOUNT_WAIT_SECONDS"
+
+
+def account_wait_seconds() -> float:
+    """How long ``ads-ml materialize`` waits for another run of the same account to finish before
+    giving up (``ADS_ML_ACCOUNT_WAIT_SECONDS``, default one hour)."""
+    value = os.environ.get(ACCOUNT_WAIT_ENV, "").strip()
+    try:
+        return float(value) if value else 3600.0
+    except ValueError:
+        raise ValueError(f"{ACCOUNT_WAIT_ENV}={value!r}: expected a number of seconds") from None
+
+
 SENSOR_INTERVAL_ENV = "ADS_ML_SENSOR_INTERVAL_SECONDS"
 
 

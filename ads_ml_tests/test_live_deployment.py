@@ -299,8 +299,8 @@ def test_daemon_and_launchpad_runs_succeed(deployment: Deployment, tmp_path: Pat
             run["run_id"], of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)}
     automated = next(r for r in runs if r["run_id"] == max(materialised, key=lambda run_id: len(materialised[run_id])))
     materialised = set().union(*materialised.values())
-    assert {"ad_features", "ad_tier_classifier", "ad_classifications", "ad_anomalies", "ad_forecasts",
-            "ad_recommendations"} <= materialised, materialised
+    expected = {"ad_features", "ad_tier_classifier", "ad_classifications", "ad_anomalies", "ad_forecasts", "ad_recommendations"}
+    assert expected <= materialised, sorted(expected - materialised)
     assert count(live.engine, "ml_features", f"account_id = '{WITH_DATA}'") > 0
     assert count(live.engine, "ml_recommendations", f"account_id = '{WITH_DATA}'") > 0
     assert count(live.engine, "ml_impact_reports", f"account_id = '{WITH_DATA}'") > 0

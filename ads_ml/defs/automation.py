@@ -94,11 +94,13 @@ def after(*upstream: str) -> dg.AutomationCondition:
 
 
 def on_fresh_inputs_at_most_every(name: str) -> dg.AutomationCondition:
-    """When inputs changed, at most once per tick of ``settings.schedule_cron(name)``."""
+    """When inputs changed, at most once per tick of ``settings.schedule_cron(name)`` (and at once
+    while the partition has never been materialised)."""
     cron = settings.schedule_cron(name)
     return (
         dg.AutomationCondition.eager()
-        & dg.AutomationCondition.cron_tick_passed(cron, settings.schedule_timezone()).since_last_handled()
+        & (dg.AutomationCondition.cron_tick_passed(cron, settings.schedule_timezone()).since_last_handled()
+           | dg.AutomationCondition.missing())
     ).with_label(f"{name}: fresh inputs, at most once per '{cron}'")
 
 

@@ -11,6 +11,7 @@ from ads_ml.db.queries import accounts_with_new_insights, active_account_ids, ch
 from ads_ml.defs.jobs import insights_refresh_job, impact_job
 from ads_ml.defs.partitions import AD_ACCOUNT_PARTITIONS_NAME, ad_account_partitions
 from ads_ml.defs.resources import DatabaseResource
+from ads_ml.runner import fail_dead_cli_runs
 
 
 def _engine_or_reason(database: DatabaseResource):  # noqa: ANN202
@@ -126,3 +127,16 @@ def change_events_sensor(context: dg.SensorEvaluationContext, database: Database
         dynamic_partitions_requests=[ad_account_partitions.build_add_request(new_partitions)] if new_partitions else [],
         cursor=json.dumps({"last_id": last_id, "pending": waiting}),
     )
+
+
+@dg.sensor(
+    name="dead_cli_runs_sensor",
+    minimum_interval_seconds=settings.sensor_interval_seconds(60),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Fails the runs an ads-ml process of this machine left in progress when it was killed, so "
+    "the account's queued runs move on (runs the daemon launched are watched by run monitoring).",
+)
+def dead_cli_runs_sensor(context: dg.SensorEvaluationContext) -> dg.SkipReason:
+    failed = fail_dead_cli_runs(context.instance)
+    return dg.SkipReason(f"failed {len(failed)} run(s) of killed ads-ml processes: {', '.join(failed)}"
+                         if failed else "no run of a killed ads-ml process")

@@ -1,0 +1,94 @@
+"""Runs of one account never overlap, whoever starts them, and a killed run does not block the
+account: on SQLite and PostgreSQL, through the installed ``ads-ml`` command."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from ads_ml.defs.sensors import dead_cli_runs_sensor
+from ads_ml.demo import generate_account
+from ads_ml.ingest.insights import import_insights
+from ads_ml.runner import PipelineError, materialize_account
+
+ACCOUNT = "act_turns"
+SELECT = ["ad_insights", "ad_features", "ad_isolation_forest_models", "ad_anomalies"]
+
+
+def _account(engine, tmp_path: Path) -> None:
+    account = generate_account(n_campaigns=2, adsets_per_campaign=2, ads_per_adset=3, days=60,
+                               end_date=dt.date(2026, 10, 31), seed=3)
+    path = tmp_path / "insights.csv"
+    account.insights.to_csv(path, index=False)
+    import_insights(engine, path, ACCOUNT)
+
+
+def _materialize(*select: str) -> subprocess.Popen:
+    exe = Path(sys.executable).with_name("ads-ml")
+    return subprocess.Popen([str(exe), "materialize", "--account", ACCOUNT, "--select", *select],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+
+
+def _runs(instance: dg.DagsterInstance) -> list[dg.RunRecord]:
+    return sorted(instance.get_run_records(dg.RunsFilter(tags={"dagster/partition": ACCOUNT})),
+                  key=lambda r: r.start_time or 0)
+
+
+@pytest.mark.slow
+def test_two_cli_materialisations_of_one_account_take_turns(dagster_instance, engine, tmp_path):
+    _account(engine, tmp_path)
+    first, second = _materialize(*SELECT), _materialize(*SELECT)
+    for process in (first, second):
+        _, err = process.communicate(timeout=600)
+        assert process.returncode == 0, err
+    runs = _runs(dagster_instance)
+    assert [r.dagster_run.status for r in runs] == [dg.DagsterRunStatus.SUCCESS] * 2
+    assert runs[0].end_time <= runs[1].start_time, "the two runs of one account overlapped"
+
+
+def test_a_run_in_progress_elsewhere_holds_the_cli_back(dagster_instance, engine, tmp_path, monkeypatch):
+    """A run the daemon launched (here: recorded as started) is waited for, up to the configured time."""
+    _account(engine, tmp_path)
+    dagster_instance.add_dynamic_partitions("ad_account", [ACCOUNT])
+    busy = dg.DagsterRun(job_name="ad_anomaly_detection", run_id=str(uuid.uuid4()), status=dg.DagsterRunStatus.STARTED,
+                         tags={"dagster/partition": ACCOUNT})
+    dagster_instance.add_run(busy)
+    monkeypatch.setenv("ADS_ML_ACCOUNT_WAIT_SECONDS", "2")
+    with pytest.raises(PipelineError, match=f"account {ACCOUNT} is still busy with run {busy.run_id}"):
+        materialize_account(ACCOUNT, ["ad_insights"], instance=dagster_instance)
+    assert [r.dagster_run.run_id for r in _runs(dagster_instance)] == [busy.run_id]  # nothing started
+
+
+@pytest.mark.slow
+def test_a_killed_cli_run_is_failed_and_the_account_moves_on(dagster_instance, engine, tmp_path):
+    _account(engine, tmp_path)
+    process = _materialize(*SELECT, "ad_prophet_params")
+    deadline = time.monotonic() + 300
+    while not (started := [r for r in _runs(dagster_instance) if r.dagster_run.status == dg.DagsterRunStatus.STARTED]):
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.5)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+    run_id = started[0].dagster_run.run_id
+    assert dagster_instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.STARTED  # nobody else knows
+
+    result = dead_cli_runs_sensor(dg.build_sensor_context(instance=dagster_instance))
+    assert run_id in result.skip_message
+    assert dagster_instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.FAILURE
+    assert dagster_instance.get_run_by_id(run_id).tags["ads_ml/process"].startswith(f"{process.pid}:")
+    again = dead_cli_runs_sensor(dg.build_sensor_context(instance=dagster_instance))
+    assert "no run of a killed" in again.skip_message
+
+    # the account is free: the next run neither waits nor fails
+    started_at = time.monotonic()
+    assert materialize_account(ACCOUNT, ["ad_insights"], instance=dagster_instance).success
+    assert time.monotonic() - started_at < 120
