@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import threading
+
 import dagster as dg
 import sqlalchemy as sa
 
+from ads_ml.db.engine import begin_write
 from ads_ml.db.models import AdAccount
+from ads_ml.db.queries import record_import_batch
 from ads_ml.defs.resources import DatabaseResource
 from ads_ml.defs.sensors import ad_account_partitions_sensor, new_insights_sensor
 from ads_ml.ingest.insights import import_insights
@@ -88,3 +92,46 @@ def test_sensors_skip_with_a_reason_before_the_database_is_migrated(dagster_inst
     for sensor in (ad_account_partitions_sensor, new_insights_sensor):
         result = sensor(_context(dagster_instance, fresh))
         assert not result.run_requests and "run `ads-ml migrate`" in result.skip_reason.skip_message
+
+
+def test_an_import_that_commits_after_a_later_one_is_not_skipped(backend, dagster_instance, engine, db_url, tmp_path):
+    """A long import (begun first, committed last) and a short one: the sensor sees both, once each.
+    On SQLite the short one waits for the long one's write lock; on PostgreSQL it commits first and
+    the cursor holds back until the long one's transaction has finished."""
+    import_insights(engine, write_csv(tmp_path / "long.csv", CANONICAL), "act_long")
+    import_insights(engine, write_csv(tmp_path / "short.csv", CANONICAL), "act_short")
+    cursor = new_insights_sensor(_context(dagster_instance, db_url)).cursor
+
+    holding, release = threading.Event(), threading.Event()
+
+    def long_import() -> None:
+        with begin_write(engine) as conn:
+            conn.execute(sa.text("update daily_insights set spend = spend + 1 where account_id = 'act_long'"))
+            record_import_batch(conn, "act_long", "insights", 1)
+            holding.set()
+            assert release.wait(timeout=60)
+
+    corrected = CANONICAL.replace("1200,900,25,12.0,3,2", "1200,900,25,13.0,3,2")
+    long_thread = threading.Thread(target=long_import)
+    long_thread.start()
+    assert holding.wait(timeout=30)
+    short_thread = threading.Thread(target=import_insights, args=(engine, write_csv(tmp_path / "fix.csv", corrected), "act_short"))
+    short_thread.start()
+    short_thread.join(timeout=5)
+    assert short_thread.is_alive() == (backend == "sqlite")  # SQLite: one writer at a time
+
+    during = new_insights_sensor(_context(dagster_instance, db_url, cursor))
+    assert not during.run_requests  # nothing is final yet in commit order
+    release.set()
+    long_thread.join(timeout=60)
+    short_thread.join(timeout=60)
+
+    after = new_insights_sensor(_context(dagster_instance, db_url, during.cursor))
+    assert sorted(r.partition_key for r in after.run_requests) == ["act_long", "act_short"]
+    assert not new_insights_sensor(_context(dagster_instance, db_url, after.cursor)).run_requests
+
+
+def test_a_cursor_from_before_import_batches_starts_from_the_batches_there_are(dagster_instance, engine, db_url, tmp_path):
+    import_insights(engine, write_csv(tmp_path / "a.csv", CANONICAL), "act_old")
+    result = new_insights_sensor(_context(dagster_instance, db_url, "2026-11-20T10:00:00+00:00"))
+    assert [r.partition_key for r in result.run_requests] == ["act_old"]

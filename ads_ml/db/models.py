@@ -168,6 +168,27 @@ class ChangeEvent(Base):
     old_value: Mapped[str | None] = mapped_column(Text)
     new_value: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    #: The import that first wrote this event (sensors find new events by their import).
+    import_batch_id: Mapped[int | None] = mapped_column(BigId, index=True)
+
+
+class ImportBatch(Base):
+    """One committed import (insights, changes, or a deletion of insights), written in the import's
+    own transaction: the sensors' cursor. On PostgreSQL ``txid`` is the writing transaction's id, so
+    a reader can take exactly the batches of transactions that have all finished, in whatever order
+    they committed; SQLite has one writer at a time, so its ids are in commit order."""
+
+    __tablename__ = "import_batches"
+    __table_args__ = (Index("ix_import_batches_txid", "txid"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    account_id: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))  # insights / changes / delete
+    rows: Mapped[int] = mapped_column(Integer)
+    first_date: Mapped[dt.date | None] = mapped_column(Date)
+    last_date: Mapped[dt.date | None] = mapped_column(Date)
+    txid: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class TierFeedback(Base):

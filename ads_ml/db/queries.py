@@ -276,13 +276,54 @@ def active_account_ids(engine: Engine) -> list[str]:
         ]
 
 
-def accounts_with_new_insights(engine: Engine, since: dt.datetime | None) -> dict[str, dt.datetime]:
-    """Accounts whose insight rows changed after ``since``, with the newest change time each."""
-    query = select(DailyInsight.account_id, func.max(DailyInsight.updated_at)).group_by(DailyInsight.account_id)
-    if since is not None:
-        query = query.where(DailyInsight.updated_at > since)
+def record_import_batch(conn, account_id: str, kind: str, rows: int,  # noqa: ANN001 - a Connection in a write transaction
+                        first_date: dt.date | None = None, last_date: dt.date | None = None) -> int:
+    """Log an import in its own transaction (it commits or rolls back with the data); returns its id."""
+    from ads_ml.db.models import ImportBatch
+
+    txid = None
+    if conn.dialect.name == "postgresql":
+        txid = conn.execute(text("SELECT pg_current_xact_id()::text::bigint")).scalar_one()
+    return conn.execute(insert_for(conn, ImportBatch.__table__).values(
+        account_id=account_id, kind=kind, rows=int(rows), first_date=first_date, last_date=last_date,
+        txid=txid, created_at=utcnow()).returning(ImportBatch.id)).scalar_one()
+
+
+def import_batches_after(engine: Engine, cursor: int, kinds: Iterable[str]) -> tuple[pd.DataFrame, int]:
+    """The import batches of ``kinds`` committed since ``cursor``, and the next cursor; none is ever
+    skipped, whatever order concurrent imports commit in.
+
+    PostgreSQL: the cursor is a transaction-id horizon. Every transaction below the current
+    snapshot's xmin has finished, so the batches with ``cursor <= txid < xmin`` are all visible now
+    and none can appear later; the next cursor is xmin. SQLite: writers hold the database's write
+    lock from their first statement to their commit, so ids are allocated in commit order and the
+    cursor is the last id seen."""
+    from ads_ml.db.models import ImportBatch as B
+
+    columns = [B.id, B.account_id, B.kind, B.rows, B.first_date, B.last_date]
     with engine.connect() as conn:
-        return {account: _as_datetime(ts) for account, ts in conn.execute(query)}
+        if engine.dialect.name == "postgresql":
+            horizon = conn.execute(text("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")).scalar_one()
+            query = select(*columns).where(B.txid >= cursor, B.txid < horizon)
+        else:
+            horizon = None
+            query = select(*columns).where(B.id > cursor)
+        frame = pd.read_sql(query.where(B.kind.in_(list(kinds))).order_by(B.id), conn)
+        if horizon is None:
+            last = conn.execute(select(func.max(B.id))).scalar_one_or_none()
+            horizon = int(last) if last is not None else cursor
+    return frame, int(horizon)
+
+
+def change_events_of_batches(engine: Engine, batch_ids: Iterable[int]) -> pd.DataFrame:
+    """The change events first written by the given import batches."""
+    from ads_ml.db.models import ChangeEvent as C
+
+    ids = sorted({int(i) for i in batch_ids})
+    with engine.connect() as conn:
+        frame = pd.read_sql(select(C.id, C.account_id, C.change_date).where(C.import_batch_id.in_(ids)).order_by(C.id), conn)
+    frame["change_date"] = pd.to_datetime(frame["change_date"]).dt.date
+    return frame
 
 
 def _as_date(value) -> dt.date | None:  # noqa: ANN001
@@ -580,18 +621,6 @@ def store_impact_reports(engine: Engine, rows: list[dict]) -> int:
         if rows:
             conn.execute(table.insert(), [to_jsonable_row(r) for r in rows])
     return len(rows)
-
-
-def change_events_after(engine: Engine, last_id: int) -> pd.DataFrame:
-    """Change events with an id above ``last_id`` (the sensor's cursor)."""
-    from ads_ml.db.models import ChangeEvent as C
-
-    with engine.connect() as conn:
-        frame = pd.read_sql(
-            select(C.id, C.account_id, C.change_date).where(C.id > last_id).order_by(C.id), conn
-        )
-    frame["change_date"] = pd.to_datetime(frame["change_date"]).dt.date
-    return frame
 
 
 def actions_summary(engine: Engine, account_id: str, entity_type: str) -> str:

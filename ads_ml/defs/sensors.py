@@ -7,7 +7,12 @@ import dagster as dg
 
 from ads_ml import settings
 from ads_ml.db.migrate import SchemaError
-from ads_ml.db.queries import accounts_with_new_insights, active_account_ids, change_events_after, reference_date
+from ads_ml.db.queries import (
+    active_account_ids,
+    change_events_of_batches,
+    import_batches_after,
+    reference_date,
+)
 from ads_ml.defs.jobs import insights_refresh_job, impact_job
 from ads_ml.defs.partitions import AD_ACCOUNT_PARTITIONS_NAME, ad_account_partitions
 from ads_ml.defs.resources import DatabaseResource
@@ -48,31 +53,47 @@ def ad_account_partitions_sensor(context: dg.SensorEvaluationContext, database: 
     return dg.SensorResult(dynamic_partitions_requests=requests)
 
 
+def _batch_cursor(cursor: str | None) -> tuple[dict, int | None]:
+    """The sensor's state and its import-batch cursor (None: first evaluation, or a cursor written
+    before import batches existed: start from the batches there are)."""
+    try:
+        state = json.loads(cursor) if cursor else {}
+    except ValueError:
+        state = {}
+    state = state if isinstance(state, dict) else {}
+    after = state.get("after")
+    return state, (int(after) if isinstance(after, int) else None)
+
+
 @dg.sensor(
     name="new_insights_sensor",
     job=insights_refresh_job,
     minimum_interval_seconds=settings.sensor_interval_seconds(60),
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="When insight rows of an account change (cursor on daily_insights.updated_at), "
-    "requests a run of that account's features and everything downstream.",
+    description="When an import or deletion of an account's insights commits (cursor on import_batches, "
+    "in commit order), requests a refresh of that account's insights; what depends on them follows by "
+    "automation.",
 )
 def new_insights_sensor(context: dg.SensorEvaluationContext, database: DatabaseResource) -> dg.SensorResult:
     engine, why_not = _engine_or_reason(database)
     if engine is None:
         return dg.SensorResult(skip_reason=dg.SkipReason(why_not))
-    since = dt.datetime.fromisoformat(context.cursor) if context.cursor else None
-    changed = accounts_with_new_insights(engine, since)
-    if not changed:
-        return dg.SensorResult(skip_reason=dg.SkipReason("no new insight rows"))
+    state, after = _batch_cursor(context.cursor)
+    batches, horizon = import_batches_after(engine, after or 0, ("insights", "delete"))
+    cursor = json.dumps({"after": horizon})
+    batches = batches[batches["rows"] > 0]  # an import that changed nothing
+    if batches.empty:
+        return dg.SensorResult(skip_reason=dg.SkipReason("no new imports"), cursor=cursor)
     active = set(active_account_ids(engine))
     existing = set(context.instance.get_dynamic_partitions(AD_ACCOUNT_PARTITIONS_NAME))
-    accounts = sorted(a for a in changed if a in active)
+    newest = batches.groupby("account_id")["id"].max()
+    accounts = sorted(a for a in newest.index if a in active)
     new_partitions = [a for a in accounts if a not in existing]
     run_requests = [
-        dg.RunRequest(run_key=f"{account}:{changed[account].isoformat()}", partition_key=account)
+        dg.RunRequest(run_key=f"{account}:import:{int(newest[account])}", partition_key=account,
+                      tags={"ads_ml/import_batch": str(int(newest[account]))})
         for account in accounts
     ]
-    cursor = max(changed.values()).isoformat()
     return dg.SensorResult(
         run_requests=run_requests,
         dynamic_partitions_requests=[ad_account_partitions.build_add_request(new_partitions)] if new_partitions else [],
@@ -85,18 +106,18 @@ def new_insights_sensor(context: dg.SensorEvaluationContext, database: DatabaseR
     job=impact_job,
     minimum_interval_seconds=settings.sensor_interval_seconds(300),
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Keeps a cursor on change_events (last id seen, and the changes still waiting for "
-    "their after-window); when an account's insights reach a change's date + 7 days, requests the "
+    description="Keeps a cursor on the imports of change events (in commit order) and the changes still "
+    "waiting for their after-window; when an account's insights reach a change's date + 7 days, requests the "
     "impact report of exactly the changes that are due.",
 )
 def change_events_sensor(context: dg.SensorEvaluationContext, database: DatabaseResource) -> dg.SensorResult:
     engine, why_not = _engine_or_reason(database)
     if engine is None:
         return dg.SensorResult(skip_reason=dg.SkipReason(why_not))
-    state = json.loads(context.cursor) if context.cursor else {"last_id": 0, "pending": []}
-    fresh = change_events_after(engine, state["last_id"])
-    pending = state["pending"] + [[int(r.id), r.account_id, r.change_date.isoformat()] for r in fresh.itertuples()]
-    last_id = int(fresh["id"].max()) if len(fresh) else state["last_id"]
+    state, after = _batch_cursor(context.cursor)
+    batches, horizon = import_batches_after(engine, after or 0, ("changes",))
+    fresh = change_events_of_batches(engine, batches["id"])
+    pending = state.get("pending", []) + [[int(r.id), r.account_id, r.change_date.isoformat()] for r in fresh.itertuples()]
     active = set(active_account_ids(engine))
     window = dt.timedelta(days=settings.IMPACT_DEFAULT_WINDOW_DAYS)
     due: dict[str, list[int]] = {}
@@ -125,7 +146,7 @@ def change_events_sensor(context: dg.SensorEvaluationContext, database: Database
     return dg.SensorResult(
         run_requests=requests,
         dynamic_partitions_requests=[ad_account_partitions.build_add_request(new_partitions)] if new_partitions else [],
-        cursor=json.dumps({"last_id": last_id, "pending": waiting}),
+        cursor=json.dumps({"after": horizon, "pending": waiting}),
     )
 
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, update
 
 from ads_ml import settings
-from ads_ml.db.models import ENTITY_MODELS, ChangeEvent, utcnow
+from ads_ml.db.engine import begin_write
+from ads_ml.db.models import ENTITY_MODELS, ChangeEvent, ImportBatch, utcnow
+from ads_ml.db.queries import record_import_batch
 from ads_ml.db.upsert import upsert
 from ads_ml.ingest.csvfile import Field, InputFileError, iter_batches, parse_dates, read_header, require_values
 from ads_ml.ingest.insights import ensure_account, validate_account_id
@@ -32,8 +34,9 @@ def import_changes(engine: Engine, path: str | Path, account_id: str) -> int:
     names = header.columns
     rows = 0
     seen_keys: set[tuple] = set()
-    with engine.begin() as conn:
+    with begin_write(engine) as conn:
         ensure_account(conn, path, account_id, None)
+        batch_id = record_import_batch(conn, account_id, "changes", 0)
         known = {
             level: {i for (i,) in conn.execute(select(model.id).where(model.account_id == account_id))}
             for level, model in ENTITY_MODELS.items()
@@ -88,6 +91,7 @@ def import_changes(engine: Engine, path: str | Path, account_id: str) -> int:
                     "old_value": (raw.at[row, "old_value"] or None) if "old_value" in names else None,
                     "new_value": (raw.at[row, "new_value"] or None) if "new_value" in names else None,
                     "created_at": now,
+                    "import_batch_id": batch_id,  # kept on conflict: only a new event is new to the sensor
                 }
                 for row, lvl, entity, date, kind in zip(raw.index, level, raw["entity_id"], dates, change_type)
             ]
@@ -100,4 +104,5 @@ def import_changes(engine: Engine, path: str | Path, account_id: str) -> int:
             rows += len(records)
         if rows == 0:
             raise InputFileError(path, "no data rows")
+        conn.execute(update(ImportBatch).where(ImportBatch.id == batch_id).values(rows=rows))
     return rows

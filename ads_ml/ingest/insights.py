@@ -37,6 +37,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from ads_ml import settings
+from ads_ml.db.queries import record_import_batch
 from ads_ml.db.engine import begin_write
 from ads_ml.db.models import AdAccount, Ad, Adset, Campaign, DailyInsight, utcnow
 from ads_ml.db.upsert import insert_for, upsert
@@ -260,6 +261,9 @@ def import_insights(
                 .select_from(DailyInsight)
                 .where(DailyInsight.account_id == account_id, DailyInsight.updated_at == now)
             ).scalar_one()
+            # rows that changed: a re-import of the same file changes nothing and starts no run
+            record_import_batch(conn, account_id, "insights", result.rows_changed + result.rows_deleted,
+                                result.first_date, result.last_date)
     except SQLAlchemyError as exc:
         raise database_error(path, exc, batch_rows_seen) from None
     return result
@@ -278,6 +282,7 @@ def delete_insights(engine: Engine, account_id: str, first: dt.date, last: dt.da
         in_range = (d.c.account_id == account_id, d.c.date >= first, d.c.date <= last)
         ads = conn.execute(delete(d).where(*in_range, d.c.entity_type == "ad")).rowcount
         conn.execute(delete(d).where(*in_range))
+        record_import_batch(conn, account_id, "delete", ads, first, last)
     return int(ads)
 
 
