@@ -346,7 +346,7 @@ def test_daemon_and_launchpad_runs_succeed(deployment: Deployment, tmp_path: Pat
 
     # The new account's runs materialised with metadata saying there was no data.
     records = live.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey("ad_features"), asset_partitions=[WITHOUT_DATA]), limit=1).records
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("ad_anomalies"), asset_partitions=[WITHOUT_DATA]), limit=1).records
     assert records and records[0].event_log_entry.asset_materialization.metadata["no_data"].value is True
 
     # The multiprocess executor ran the PostgreSQL deployment's steps in their own processes.

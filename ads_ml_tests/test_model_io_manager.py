@@ -1,20 +1,26 @@
 """The model IO manager: atomic files, ml_trained_models rows, newest READY, checksum refusal."""
 
+import zipfile
 from pathlib import Path
 
 import dagster as dg
 import numpy as np
 import pytest
 import sqlalchemy as sa
-from sklearn.linear_model import LogisticRegression
+import pandas as pd
 
 from ads_ml.db.model_registry import ModelArtifact, ModelIntegrityError, ModelNotFoundError, ModelRegistry, StoredModel
 from ads_ml.definitions import build_resources
 from ads_ml.defs.io_managers import model_asset_metadata
 from ads_ml.defs.partitions import ad_account_partitions
+from ads_ml.ml.tiers import TierClassifier
 
-X = np.array([[0.0], [1.0], [2.0], [3.0], [4.0], [5.0]])
-Y = np.array([0, 0, 0, 1, 1, 1])
+X = pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0, 4.0, 5.0] * 3})
+Y = (["HIGH_PERFORMER"] * 3 + ["UNDERPERFORMER"] * 3) * 3
+
+
+def _toy_model() -> TierClassifier:
+    return TierClassifier(feature_columns=("x",)).fit(X, Y)
 
 
 @dg.asset(
@@ -23,21 +29,21 @@ Y = np.array([0, 0, 0, 1, 1, 1])
     metadata=model_asset_metadata("toy_classifier", "campaign"),
 )
 def toy_classifier(context: dg.AssetExecutionContext) -> ModelArtifact:
-    model = LogisticRegression().fit(X, Y)
+    model = _toy_model()
     return ModelArtifact(
         name="toy_classifier",
-        model_type="sklearn.LogisticRegression",
+        model_type="xgboost.XGBClassifier",
         entity_type="campaign",
         model=model,
         parameters={"C": 1.0},
         feature_columns=["x"],
-        metrics={"accuracy": float(model.score(X, Y)), "log_loss": np.float64(0.25)},
+        metrics={"accuracy": float((model.predict(X) == np.asarray(Y)).mean()), "log_loss": np.float64(0.25)},
     )
 
 
 @dg.asset(partitions_def=ad_account_partitions)
-def toy_predictions(toy_classifier: StoredModel) -> list[int]:
-    return toy_classifier.model.predict(np.array([[0.5], [4.5]])).tolist()
+def toy_predictions(toy_classifier: StoredModel) -> list[str]:
+    return toy_classifier.model.predict(pd.DataFrame({"x": [0.5, 4.5]})).tolist()
 
 
 @dg.asset(
@@ -47,7 +53,7 @@ def toy_predictions(toy_classifier: StoredModel) -> list[int]:
 )
 def toy_entity_models() -> list[ModelArtifact]:
     return [
-        ModelArtifact("toy_entity_model", "sklearn.LogisticRegression", "ad", LogisticRegression().fit(X, Y), entity_id=e)
+        ModelArtifact("toy_entity_model", "xgboost.XGBClassifier", "ad", _toy_model(), entity_id=e)
         for e in ("123", "../../escape", "ad with spaces")
     ]
 
@@ -95,6 +101,8 @@ def test_round_trip_versions_and_corrupted_file(dagster_instance, engine, tmp_pa
     assert params == {"C": 1.0}
     prediction = dagster_instance.get_latest_materialization_event(toy_predictions.key)
     assert prediction is not None
+    with zipfile.ZipFile(row.path) as stored:  # XGBoost's own format inside, no pickle
+        assert sorted(stored.namelist()) == ["booster.ubj", "model.json", "state.json"]
     assert not list(Path(row.path).parent.glob("*.tmp"))  # nothing half-written left behind
 
     # A second training deprecates the first; loading picks the newest READY one.

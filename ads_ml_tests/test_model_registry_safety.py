@@ -4,15 +4,23 @@ loaded; a corrupted per-entity file is skipped, not fatal; files left by killed 
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 import threading
 import time
+import zipfile
 from pathlib import Path
 
+import joblib
+import numpy as np
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 
 from ads_ml.db.model_registry import ModelArtifact, ModelIntegrityError, ModelRegistry
+from ads_ml.ml.anomalies import fit_entity_forest
+from ads_ml.ml.tiers import TIERS, TierClassifier
 
 
 def _artifacts(tag: str) -> list[ModelArtifact]:
@@ -52,13 +60,13 @@ def test_concurrent_saves_both_land_and_keep_their_files(engine, tmp_path):
 def test_a_path_outside_the_models_directory_is_refused(engine, tmp_path):
     registry = ModelRegistry(engine, tmp_path / "models")
     stored = registry.save("act_p", ModelArtifact("tier", "toy", "ad", {"w": 1}))
-    outside = tmp_path / "elsewhere.joblib"
+    outside = tmp_path / "elsewhere.model"
     outside.write_bytes(Path(stored.path).read_bytes())  # same bytes, same checksum
     with engine.begin() as conn:
         conn.execute(sa.text("update ml_trained_models set path = :p where id = :i"), {"p": str(outside), "i": stored.id})
     with pytest.raises(ModelIntegrityError, match="outside the models directory"):
         registry.load("act_p", "tier", "ad")
-    escaping = tmp_path / "models" / ".." / "elsewhere.joblib"
+    escaping = tmp_path / "models" / ".." / "elsewhere.model"
     with engine.begin() as conn:
         conn.execute(sa.text("update ml_trained_models set path = :p where id = :i"), {"p": str(escaping), "i": stored.id})
     with pytest.raises(ModelIntegrityError, match="outside the models directory"):
@@ -81,10 +89,49 @@ def test_temporary_files_of_killed_writes_are_removed(engine, tmp_path):
     registry = ModelRegistry(engine, tmp_path / "models")
     registry.save("act_t", ModelArtifact("tier", "toy", "ad", {"w": 1}))
     folder = tmp_path / "models" / "act_t" / "ad" / "tier"
-    stale, fresh = folder / ".v9.joblib.abc.tmp", folder / ".v10.joblib.def.tmp"
+    stale, fresh = folder / ".v9.model.abc.tmp", folder / ".v10.model.def.tmp"
     stale.write_bytes(b"half")
     fresh.write_bytes(b"being written")
     old = time.time() - 2 * 3600
     os.utime(stale, (old, old))
     registry.save("act_t", ModelArtifact("tier", "toy", "ad", {"w": 2}))
     assert not stale.exists() and fresh.exists()
+
+
+def test_models_are_stored_without_pickle_and_come_back_the_same(engine, tmp_path):
+    """Tier classifiers in XGBoost's UBJ format, forests as their training rows (refitted with the
+    same seed: the same forest); a pickle, even with the right checksum, is refused."""
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"a": rng.normal(size=120), "b": rng.normal(size=120)})
+    tiers = np.array(TIERS[:4])[(X["a"] > 0).astype(int) * 2 + (X["b"] > 0).astype(int)]
+    classifier = TierClassifier(feature_columns=("a", "b")).fit(X, tiers, groups=np.arange(120) % 4)
+    classifier.beats_rules_ = False
+    days = pd.date_range("2026-08-01", periods=40)
+    metrics = pd.DataFrame({"date": days, "spend": rng.gamma(5, 10, 40), "model_cpl": rng.gamma(5, 3, 40),
+                            "ctr": rng.uniform(0.5, 2, 40), "frequency": rng.uniform(1, 2, 40),
+                            "leads": rng.poisson(4, 40), "cpm": rng.gamma(9, 2, 40)})
+    forest = fit_entity_forest(metrics)
+    registry = ModelRegistry(engine, tmp_path / "models")
+    registry.save_many("act_f", [ModelArtifact("tier", "xgboost", "ad", classifier),
+                                 ModelArtifact("iforest", "sklearn", "ad", forest, entity_id="7")])
+
+    tier = registry.load("act_f", "tier", "ad").model
+    assert np.allclose(tier.predict_proba(X), classifier.predict_proba(X)) and tier.beats_rules_ is False
+    assert tier.top_features(X.head(3)) == classifier.top_features(X.head(3))
+    back = registry.load_all("act_f", "iforest", "ad")["7"].model
+    assert np.array_equal(back.model.score_samples(back.training), forest.model.score_samples(forest.training))
+    assert (back.samples, back.first_date, back.last_date) == (40, "2026-08-01", "2026-09-09")
+    for path in (registry.latest("act_f", "tier", "ad").path, registry.latest("act_f", "iforest", "ad", "7").path):
+        with zipfile.ZipFile(path) as archive:
+            assert not [n for n in archive.namelist() if n.endswith((".pkl", ".joblib", ".pickle"))]
+
+    # A pickle put in place of the file, with its checksum in the row: never unpickled.
+    stored = registry.latest("act_f", "tier", "ad")
+    buffer = io.BytesIO()
+    joblib.dump({"boom": 1}, buffer)
+    Path(stored.path).write_bytes(buffer.getvalue())
+    with engine.begin() as conn:
+        conn.execute(sa.text("update ml_trained_models set checksum = :c where id = :i"),
+                     {"c": hashlib.sha256(buffer.getvalue()).hexdigest(), "i": stored.id})
+    with pytest.raises(ModelIntegrityError, match="not an ads_ml model file"):
+        registry.load("act_f", "tier", "ad")

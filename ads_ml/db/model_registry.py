@@ -4,7 +4,9 @@ Saving writes the artifact to a temporary name in the target folder, fsyncs and 
 place (a reader never sees half a file), then commits the row — status READY, parameters, feature
 columns, training metrics, SHA-256 checksum — and marks the previous READY versions of the same
 model DEPRECATED in the same transaction. Loading takes the newest READY version and refuses a file
-whose checksum does not match its row. Folder and file names built from ids are sanitised.
+whose checksum does not match its row, lies outside the models directory or is not in our format.
+Folder and file names built from ids are sanitised. Files hold no pickle (``model_files``):
+XGBoost boosters in XGBoost's UBJ format, forests as their training rows, plain values as JSON.
 
 No Dagster here: the model IO manager (``ads_ml.defs.io_managers``) is a thin wrapper.
 """
@@ -12,7 +14,6 @@ No Dagster here: the model IO manager (``ads_ml.defs.io_managers``) is a thin wr
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import re
@@ -24,11 +25,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import joblib
 from sqlalchemy import Engine, and_, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from ads_ml.db import model_files
 from ads_ml.db.jsonsafe import to_jsonable
 from ads_ml.db.models import TrainedModel, utcnow
 
@@ -346,14 +347,15 @@ class ModelRegistry:
         folder = self.models_dir / safe_component(account_id) / safe_component(artifact.entity_type) / safe_component(artifact.name)
         stem = f"{safe_component(artifact.entity_id)}-v{version}" if artifact.entity_id else f"v{version}"
         stem = f"{stem}-{token}"
-        path = (folder / f"{stem}.joblib").resolve()
+        path = (folder / f"{stem}.model").resolve()
         if not path.is_relative_to(self.models_dir):
             raise ValueError(f"model path {path} escapes the models directory {self.models_dir}")
         return path
 
     @staticmethod
     def _write_atomically(model: Any, path: Path) -> str:
-        return write_atomically(path, lambda handle: joblib.dump(model, handle))
+        data = model_files.dumps(model)
+        return write_atomically(path, lambda handle: handle.write(data))
 
     def _read_verified(self, stored: StoredModel) -> Any:
         """The model object, from a file that must lie inside the models directory and match its
@@ -374,7 +376,10 @@ class ModelRegistry:
                 f"model file {path} of {what} does not match its checksum (expected {stored.checksum}, "
                 f"found {actual}); refusing to load it — re-materialise the model asset"
             )
-        return joblib.load(io.BytesIO(data))
+        try:
+            return model_files.loads(data)
+        except model_files.ModelFormatError as exc:
+            raise ModelIntegrityError(f"model file {path} of {what}: {exc}") from None
 
     def _next_versions(self, account_id: str, artifacts: Iterable[ModelArtifact]) -> dict[tuple[str, str, str], int]:
         keys = {(a.name, a.entity_type, a.entity_id) for a in artifacts}

@@ -26,6 +26,9 @@ unlikely (tracking or form broken) — carry the relative deviation (observed �
 
 from __future__ import annotations
 
+import io
+import json
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -72,12 +75,42 @@ def model_matrix(metrics: pd.DataFrame) -> np.ndarray:
 
 @dataclass
 class EntityForest:
-    """A fitted Isolation Forest of one entity with what it was trained on."""
+    """A fitted Isolation Forest of one entity with what it was trained on.
+
+    Stored as its training matrix and parameters (``to_files``), not as a pickle: an Isolation
+    Forest refitted with the same seed on the same rows is the same forest, refitting it (about as
+    fast as unpickling 100 trees, and 10× faster than reading them with skops) runs no stored code,
+    and the file is a few kilobytes instead of half a megabyte."""
 
     model: IsolationForest
     samples: int
     first_date: str
     last_date: str
+    training: np.ndarray | None = None  # the rows it was fitted on (model_matrix)
+    random_state: int = 0
+
+    def to_files(self) -> dict[str, bytes]:
+        if self.training is None:
+            raise ValueError("this forest does not carry its training rows and cannot be stored")
+        state = {"samples": self.samples, "first_date": self.first_date, "last_date": self.last_date,
+                 "random_state": self.random_state, "n_estimators": self.model.n_estimators,
+                 "contamination": self.model.contamination}
+        buffer = io.BytesIO()
+        np.save(buffer, np.ascontiguousarray(self.training, dtype="float64"), allow_pickle=False)
+        return {"state.json": json.dumps(state).encode(), "training.npy": buffer.getvalue()}
+
+    @classmethod
+    def from_files(cls, files: dict[str, bytes]) -> "EntityForest":
+        state = json.loads(files["state.json"])
+        training = np.load(io.BytesIO(files["training.npy"]), allow_pickle=False)
+        model = _forest(state["n_estimators"], state["contamination"], state["random_state"]).fit(training)
+        return cls(model, int(state["samples"]), state["first_date"], state["last_date"], training,
+                   int(state["random_state"]))
+
+
+def _forest(n_estimators: int, contamination, random_state: int) -> IsolationForest:  # noqa: ANN001
+    return IsolationForest(n_estimators=n_estimators, contamination=contamination, random_state=random_state,
+                           n_jobs=1)
 
 
 def fit_entity_forest(metrics: pd.DataFrame, random_state: int = 0) -> EntityForest:
@@ -86,13 +119,10 @@ def fit_entity_forest(metrics: pd.DataFrame, random_state: int = 0) -> EntityFor
     ANOMALY_MIN_SAMPLES days."""
     if len(metrics) < settings.ANOMALY_MIN_SAMPLES:
         raise ValueError(f"{len(metrics)} days of history, at least {settings.ANOMALY_MIN_SAMPLES} needed")
-    model = IsolationForest(
-        n_estimators=settings.ANOMALY_N_ESTIMATORS,
-        contamination=settings.ANOMALY_CONTAMINATION,
-        random_state=random_state,
-        n_jobs=1,
-    ).fit(model_matrix(metrics))
-    return EntityForest(model, len(metrics), str(metrics["date"].min().date()), str(metrics["date"].max().date()))
+    training = model_matrix(metrics)
+    model = _forest(settings.ANOMALY_N_ESTIMATORS, settings.ANOMALY_CONTAMINATION, random_state).fit(training)
+    return EntityForest(model, len(metrics), str(metrics["date"].min().date()), str(metrics["date"].max().date()),
+                        training, random_state)
 
 
 def fit_task(metrics: pd.DataFrame) -> EntityForest:

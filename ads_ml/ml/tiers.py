@@ -22,6 +22,7 @@ confidence of a prediction is a probability one can read as such.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -268,6 +269,32 @@ class TierClassifier:
         }
         return self
 
+    def to_files(self) -> dict[str, bytes]:
+        """The fitted classifier as files: its state in JSON and the booster in XGBoost's own UBJ
+        format (no pickle)."""
+        state = {
+            "feature_columns": list(self.feature_columns), "xgb_params": self.xgb_params,
+            "random_state": self.random_state, "classes": list(self.classes_), "temperature": self.temperature_,
+            "feature_importances": self.feature_importances_, "beats_rules": getattr(self, "beats_rules_", None),
+            "n_classes": int(self.model_.n_classes), "present": [int(c) for c in self.model_.present],
+        }
+        files = {"state.json": json.dumps(state).encode()}
+        if self.model_.model is not None:
+            files["booster.ubj"] = bytes(self.model_.model.get_booster().save_raw("ubj"))
+        return files
+
+    @classmethod
+    def from_files(cls, files: dict[str, bytes]) -> "TierClassifier":
+        state = json.loads(files["state.json"])
+        model = cls(tuple(state["feature_columns"]), state["xgb_params"], state["random_state"])
+        model.classes_ = list(state["classes"])
+        model.temperature_ = float(state["temperature"])
+        model.feature_importances_ = dict(state["feature_importances"])
+        if state["beats_rules"] is not None:
+            model.beats_rules_ = bool(state["beats_rules"])
+        model.model_ = _FittedBooster.restore(state["n_classes"], state["present"], files.get("booster.ubj"))
+        return model
+
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         raw = self.model_.predict_proba(self._matrix(X))
         return apply_temperature(raw, self.temperature_)
@@ -316,6 +343,15 @@ class _FittedBooster:
             remap = {c: i for i, c in enumerate(self.present)}
             self.model = XGBClassifier(**params, random_state=seed, n_jobs=1, verbosity=0)
             self.model.fit(X, np.array([remap[v] for v in y]))
+
+    @classmethod
+    def restore(cls, n_classes: int, present: list[int], booster: bytes | None) -> "_FittedBooster":
+        fitted = cls.__new__(cls)
+        fitted.n_classes, fitted.present, fitted.model = int(n_classes), np.asarray(present, dtype=int), None
+        if booster is not None:
+            fitted.model = XGBClassifier()
+            fitted.model.load_model(bytearray(booster))
+        return fitted
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         out = np.zeros((len(X), self.n_classes))
