@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -355,3 +356,16 @@ def test_daemon_and_launchpad_runs_succeed(deployment: Deployment, tmp_path: Pat
                    if record.dagster_event is not None and record.dagster_event.event_type == dg.DagsterEventType.STEP_START]
     pids = {record.dagster_event.pid for record in step_starts}
     assert (len(pids) > 1) == (expected_executor == "multiprocess"), (expected_executor, pids)
+
+    # A run whose worker process is killed is failed, and the account's queued run goes on.
+    tuning = {"ops": {f"{level}_prophet_params": {"config": {"metrics": ["cpl", "leads"]}} for level in ("campaign", "adset", "ad")}}
+    doomed = live.launch("prophet_tuning", WITH_DATA, tuning)
+    worker = live.wait_for(lambda: next((record.dagster_event.pid for record in live.instance.all_logs(doomed)
+                                         if record.dagster_event is not None and record.dagster_event.pid), None),
+                           "the run to start its worker")
+    os.kill(worker, signal.SIGKILL)
+    queued = live.launch("insights_refresh", WITH_DATA)
+    statuses = live.wait_for(lambda: (s := {r["run_id"]: r["status"] for r in live.runs() if r["run_id"] in (doomed, queued)})
+                             and all(v in TERMINAL for v in s.values()) and s,
+                             "the killed run to be failed and the queued one to finish", timeout=600)
+    assert statuses == {doomed: "FAILURE", queued: "SUCCESS"}, statuses
