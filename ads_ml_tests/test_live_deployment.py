@@ -360,8 +360,8 @@ def test_daemon_and_launchpad_runs_succeed(deployment: Deployment, tmp_path: Pat
     # A run whose worker process is killed is failed, and the account's queued run goes on.
     tuning = {"ops": {f"{level}_prophet_params": {"config": {"metrics": ["cpl", "leads"]}} for level in ("campaign", "adset", "ad")}}
     doomed = live.launch("prophet_tuning", WITH_DATA, tuning)
-    worker = live.wait_for(lambda: next((record.dagster_event.pid for record in live.instance.all_logs(doomed)
-                                         if record.dagster_event is not None and record.dagster_event.pid), None),
+    worker = live.wait_for(lambda: next((record.dagster_event.pid for record in live.instance.all_logs(
+                                             doomed, of_type=dg.DagsterEventType.RUN_START)), None),
                            "the run to start its worker")
     os.kill(worker, signal.SIGKILL)
     queued = live.launch("insights_refresh", WITH_DATA)
