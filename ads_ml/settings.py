@@ -183,6 +183,38 @@ def schedule_cron(name: str) -> str:
     return value or SCHEDULES[name]
 
 
+STEP_RETRIES_ENV = "ADS_ML_STEP_RETRIES"
+STEP_RETRY_DELAY_ENV = "ADS_ML_STEP_RETRY_DELAY_SECONDS"
+SQLITE_BUSY_TIMEOUT_ENV = "ADS_ML_SQLITE_BUSY_TIMEOUT_SECONDS"
+
+
+def _number(name: str, default: float) -> float:
+    value = os.environ.get(name, "").strip()
+    try:
+        number = float(value) if value else default
+    except ValueError:
+        raise ValueError(f"{name}={value!r}: expected a number") from None
+    if number < 0:
+        raise ValueError(f"{name}={value!r}: expected a number ≥ 0")
+    return number
+
+
+def step_retries() -> int:
+    """Retries of a failed step (``ADS_ML_STEP_RETRIES``, default 2): every step talks to the
+    database, and a connection lost or a lock held too long passes."""
+    return int(_number(STEP_RETRIES_ENV, 2))
+
+
+def step_retry_delay_seconds() -> float:
+    """First wait before a retry, doubled each time (``ADS_ML_STEP_RETRY_DELAY_SECONDS``, default 10)."""
+    return _number(STEP_RETRY_DELAY_ENV, 10)
+
+
+def sqlite_busy_timeout_seconds() -> float:
+    """How long a SQLite writer waits for another's lock (``ADS_ML_SQLITE_BUSY_TIMEOUT_SECONDS``, 60)."""
+    return _number(SQLITE_BUSY_TIMEOUT_ENV, 60)
+
+
 ACCOUNT_WAIT_ENV = "ADS_ML_ACCOUNT_WAIT_SECONDS"
 
 

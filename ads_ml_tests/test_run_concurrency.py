@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -14,11 +16,15 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from dagster._core.instance.ref import InstanceRef
 
+from ads_ml.db.engine import dispose_engine, get_engine
+from ads_ml.db.migrate import migrate
 from ads_ml.defs.sensors import dead_cli_runs_sensor
 from ads_ml.demo import generate_account
 from ads_ml.ingest.insights import import_insights
 from ads_ml.runner import PipelineError, materialize_account
+from ads_ml_tests.conftest import REPO_ROOT
 
 ACCOUNT = "act_turns"
 SELECT = ["ad_insights", "ad_features", "ad_isolation_forest_models", "ad_anomalies"]
@@ -92,3 +98,51 @@ def test_a_killed_cli_run_is_failed_and_the_account_moves_on(dagster_instance, e
     started_at = time.monotonic()
     assert materialize_account(ACCOUNT, ["ad_insights"], instance=dagster_instance).success
     assert time.monotonic() - started_at < 120
+
+
+@pytest.mark.slow
+def test_a_step_that_meets_a_locked_database_is_retried(tmp_path, monkeypatch):
+    """A real transient error: another process holds SQLite's write lock past the busy timeout. The
+    step fails with "database is locked", is retried by its RetryPolicy and succeeds once the lock
+    is gone; the run succeeds."""
+    url = f"sqlite:///{tmp_path / 'ads_ml.db'}"
+    migrate(url)
+    engine = get_engine(url)
+    _account(engine, tmp_path)
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_PG_", "ADS_ML_"))}
+    env.update({"ADS_ML_DATABASE_URL": url, "DAGSTER_HOME": str(home), "ADS_ML_MODELS_DIR": str(tmp_path / "models"),
+                "ADS_ML_N_JOBS": "1", "ADS_ML_SQLITE_BUSY_TIMEOUT_SECONDS": "1", "ADS_ML_STEP_RETRIES": "5",
+                "ADS_ML_STEP_RETRY_DELAY_SECONDS": "0.5"})
+    for key in [k for k in os.environ if k.startswith("DAGSTER_PG_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("DAGSTER_HOME", str(home))  # the instance's SQLite storage lives under it
+    holder = sqlite3.connect(tmp_path / "ads_ml.db", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    process = subprocess.Popen([str(Path(sys.executable).with_name("ads-ml")), "materialize", "--account", ACCOUNT,
+                                "--select", "ad_insights", "ad_features"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    instance = dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
+    try:
+        deadline = time.monotonic() + 300
+        while True:  # hold the lock until the step has failed on it and is waiting for its retry
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()[1][-3000:]
+            runs = instance.get_run_records(dg.RunsFilter(tags={"dagster/partition": ACCOUNT}))
+            if runs and instance.all_logs(runs[0].dagster_run.run_id, of_type=dg.DagsterEventType.STEP_UP_FOR_RETRY):
+                break
+            time.sleep(0.2)
+        holder.execute("ROLLBACK")
+        _, err = process.communicate(timeout=300)
+        assert process.returncode == 0, err
+        run_id = runs[0].dagster_run.run_id
+        retried = instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_UP_FOR_RETRY)
+        assert {record.dagster_event.step_key for record in retried} == {"ad_features"}
+        failure = instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
+        assert not failure and instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.SUCCESS
+        assert "database is locked" in str([r.dagster_event.event_specific_data for r in retried])
+    finally:
+        holder.close()
+        instance.dispose()
+        dispose_engine(url)

@@ -27,7 +27,7 @@ def _configure_sqlite(engine: Engine) -> None:
         # WAL lets the webserver and sensors read while a run writes; the busy timeout waits for a
         # writer instead of failing with "database is locked".
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=60000")
+        cursor.execute(f"PRAGMA busy_timeout={int(settings.sqlite_busy_timeout_seconds() * 1000)}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
@@ -51,7 +51,7 @@ def get_engine(url: str | None = None) -> Engine:
             if parsed.get_backend_name() == "sqlite":
                 if parsed.database and parsed.database != ":memory:":
                     Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-                engine = create_engine(url, connect_args={"timeout": 60})
+                engine = create_engine(url, connect_args={"timeout": settings.sqlite_busy_timeout_seconds()})
                 _configure_sqlite(engine)
             else:
                 engine = create_engine(url, pool_pre_ping=True)

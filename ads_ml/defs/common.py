@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import dagster as dg
 import pandas as pd
+
+from ads_ml import settings
 
 OWNERS = ["team:data-engineering"]
 LEVELS = ("campaign", "adset", "ad")
+
+
+def database_retry_policy() -> dg.RetryPolicy:
+    """Every asset step reads or writes the database: a lost connection, a failover or a lock held
+    past the timeout is retried (``ADS_ML_STEP_RETRIES`` times, waits doubling from
+    ``ADS_ML_STEP_RETRY_DELAY_SECONDS``, jittered) instead of failing the run. Each attempt writes
+    in its own transaction, so a retried step never leaves half of its rows."""
+    return dg.RetryPolicy(max_retries=settings.step_retries(), delay=settings.step_retry_delay_seconds(),
+                          backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
 
 
 def markdown_table(frame: pd.DataFrame, max_rows: int = 10, decimals: int = 2) -> str:

@@ -19,7 +19,7 @@ from ads_ml.db.queries import (
     store_recommendations,
 )
 from ads_ml.defs.automation import on_fresh_inputs
-from ads_ml.defs.common import LEVELS, OWNERS, entity_names, markdown_table, no_data_metadata, with_names
+from ads_ml.defs.common import LEVELS, OWNERS, database_retry_policy, entity_names, markdown_table, no_data_metadata, with_names
 from ads_ml.defs.io_managers import stored_as
 from ads_ml.defs.partitions import ad_account_partitions
 from ads_ml.defs.resources import DatabaseResource
@@ -29,6 +29,7 @@ from ads_ml.ml.recommendations import recommend
 
 def build_recommendations_asset(level: str) -> dg.AssetsDefinition:
     @dg.asset(
+        retry_policy=database_retry_policy(),
         name=f"{level}_recommendations",
         automation_condition=on_fresh_inputs(),
         deps=[f"{level}_classifications", f"{level}_anomalies"],
@@ -121,6 +122,7 @@ def _changed_around(changes: pd.DataFrame, entity_type: str, change_date: dt.dat
 
 
 @dg.asset(
+    retry_policy=database_retry_policy(),
     name="impact_reports",
     metadata=stored_as("table"),
     ins={f"{level}_insights": dg.AssetIn(f"{level}_insights") for level in LEVELS},

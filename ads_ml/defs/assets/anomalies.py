@@ -9,7 +9,7 @@ from ads_ml import settings
 from ads_ml.db.model_registry import ModelArtifact, StoredModel
 from ads_ml.db.queries import LevelInsights, account_today, replace_anomalies
 from ads_ml.defs.automation import on_account_cron, on_fresh_inputs, on_fresh_inputs_at_most_every
-from ads_ml.defs.common import LEVELS, OWNERS, entity_names, markdown_table, no_data_metadata, with_names
+from ads_ml.defs.common import LEVELS, OWNERS, database_retry_policy, entity_names, markdown_table, no_data_metadata, with_names
 from ads_ml.defs.io_managers import model_asset_metadata, stored_as
 from ads_ml.defs.partitions import ad_account_partitions
 from ads_ml.defs.resources import DatabaseResource, FanoutResource
@@ -31,6 +31,7 @@ def _metrics_by_entity(insights: LevelInsights) -> dict[str, pd.DataFrame]:
 
 def build_models_asset(level: str) -> dg.AssetsDefinition:
     @dg.asset(
+        retry_policy=database_retry_policy(),
         name=f"{level}_isolation_forest_models",
         automation_condition=on_account_cron("anomaly_training"),
         ins={"insights": dg.AssetIn(f"{level}_insights")},
@@ -89,6 +90,7 @@ def build_models_asset(level: str) -> dg.AssetsDefinition:
 
 def build_anomalies_asset(level: str) -> dg.AssetsDefinition:
     @dg.asset(
+        retry_policy=database_retry_policy(),
         name=f"{level}_anomalies",
         automation_condition=(on_fresh_inputs_at_most_every("ad_anomaly_detection") if level == "ad" else on_fresh_inputs()),
         metadata=stored_as("table", level),

@@ -8,7 +8,7 @@ from pydantic import Field
 
 from ads_ml import settings
 from ads_ml.db.queries import LevelInsights, load_level_insights, reference_date
-from ads_ml.defs.common import LEVELS, OWNERS, entity_names, markdown_table, with_names
+from ads_ml.defs.common import LEVELS, OWNERS, database_retry_policy, entity_names, markdown_table, with_names
 from ads_ml.defs.io_managers import stored_as, today
 from ads_ml.defs.partitions import ad_account_partitions
 from ads_ml.defs.resources import DatabaseResource
@@ -33,6 +33,7 @@ def resolve_reference_date(config_value: str | None, database: DatabaseResource,
 
 def build_insights_asset(level: str) -> dg.AssetsDefinition:
     @dg.asset(
+        retry_policy=database_retry_policy(),
         name=f"{level}_insights",
         metadata=stored_as("insights", level),
         partitions_def=ad_account_partitions,

@@ -19,7 +19,7 @@ from ads_ml.db.queries import (
     replace_classifications,
 )
 from ads_ml.defs.automation import on_account_cron
-from ads_ml.defs.common import LEVELS, OWNERS, entity_names, markdown_table, no_data_metadata, with_names
+from ads_ml.defs.common import LEVELS, OWNERS, database_retry_policy, entity_names, markdown_table, no_data_metadata, with_names
 from ads_ml.defs.io_managers import model_asset_metadata, stored_as
 from ads_ml.defs.partitions import ad_account_partitions
 from ads_ml.defs.resources import DatabaseResource
@@ -79,6 +79,7 @@ def _artifact(name: str, level: str, result: TierTrainingResult, columns: tuple[
 
 def build_tier_classifier_asset(level: str) -> dg.AssetsDefinition:
     @dg.asset(
+        retry_policy=database_retry_policy(),
         name=f"{level}_tier_classifier",
         automation_condition=on_account_cron("tier_training"),
         ins={"insights": dg.AssetIn(f"{level}_insights")},
@@ -110,6 +111,7 @@ def build_tier_classifier_asset(level: str) -> dg.AssetsDefinition:
 
 
 @dg.asset(
+    retry_policy=database_retry_policy(),
     name="transfer_classifier",
     automation_condition=on_account_cron("transfer_training"),
     ins={"insights": dg.AssetIn("campaign_insights")},
@@ -145,6 +147,7 @@ def transfer_classifier(
 
 def build_classifications_asset(level: str) -> dg.AssetsDefinition:
     @dg.asset(
+        retry_policy=database_retry_policy(),
         name=f"{level}_classifications",
         automation_condition=on_account_cron(f"{level}_classification"),
         metadata=stored_as("table", level),
