@@ -41,7 +41,10 @@ def build_executor() -> dg.ExecutorDefinition:
         # (pandas, scikit-learn, XGBoost, ...), instead of a fresh interpreter importing it all
         # again for every step (seconds per step).
         return dg.multiprocess_executor.configured(
-            {"start_method": {"forkserver": {"preload_modules": ["ads_ml.definitions"]}}}, name="multiprocess_executor"
+            {"start_method": {"forkserver": {"preload_modules": ["ads_ml.definitions"]}},
+             # runs × steps × fan-out workers add up to the cores (see FanoutResource)
+             "max_concurrent": settings.step_concurrency()},
+            name="multiprocess_executor"
         )
     return dg.in_process_executor
 

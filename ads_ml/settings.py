@@ -305,10 +305,43 @@ def dask_address() -> str | None:
     return os.environ.get(DASK_ADDRESS_ENV, "").strip() or None
 
 
-def n_jobs() -> int:
-    """Local worker processes for per-entity fan-out (``ADS_ML_N_JOBS``; default -1 = all cores)."""
+def n_jobs() -> int | None:
+    """Local worker processes for per-entity fan-out (``ADS_ML_N_JOBS``; -1 = all cores); None when
+    unset: the share of the cores this step gets (``fanout_workers``)."""
     value = os.environ.get(N_JOBS_ENV, "").strip()
-    return int(value) if value else -1
+    return int(value) if value else None
+
+
+STEP_CONCURRENCY_ENV = "ADS_ML_STEP_CONCURRENCY"
+CONCURRENT_RUNS_ENV = "ADS_ML_CONCURRENT_RUNS"
+#: dagster.yaml's run_queue.max_concurrent_runs (a test keeps them equal).
+DEFAULT_CONCURRENT_RUNS = 4
+
+
+def concurrent_runs() -> int:
+    """Runs the queue lets run at once (``ADS_ML_CONCURRENT_RUNS``, set it when you change
+    dagster.yaml's ``run_queue.max_concurrent_runs``)."""
+    value = os.environ.get(CONCURRENT_RUNS_ENV, "").strip()
+    return max(1, int(value)) if value else DEFAULT_CONCURRENT_RUNS
+
+
+def cores() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+
+
+def step_concurrency() -> int:
+    """Steps the multiprocess executor runs at once in one run (``ADS_ML_STEP_CONCURRENCY``): by
+    default the cores divided among the runs the queue lets run at once."""
+    value = os.environ.get(STEP_CONCURRENCY_ENV, "").strip()
+    if value:
+        return max(1, int(value))
+    return max(1, cores() // concurrent_runs())
+
+
+def fanout_workers(runs_in_progress: int, steps_per_run: int) -> int:
+    """Processes for one step's per-entity fan-out, so that runs × steps × workers add up to the
+    cores instead of multiplying past them: a lone run on an idle machine gets all of them."""
+    return max(1, cores() // (max(1, runs_in_progress) * max(1, steps_per_run)))
 
 # --- anomalies -------------------------------------------------------------------------------
 

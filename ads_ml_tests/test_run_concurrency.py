@@ -18,7 +18,10 @@ import dagster as dg
 import pytest
 from dagster._core.instance.ref import InstanceRef
 
+from ads_ml import settings
 from ads_ml.db.engine import dispose_engine, get_engine
+from ads_ml.defs import resources
+from ads_ml.defs.resources import FanoutResource
 from ads_ml.db.migrate import migrate
 from ads_ml.defs.sensors import dead_cli_runs_sensor
 from ads_ml.demo import generate_account
@@ -146,3 +149,26 @@ def test_a_step_that_meets_a_locked_database_is_retried(tmp_path, monkeypatch):
         holder.close()
         instance.dispose()
         dispose_engine(url)
+
+
+def test_runs_steps_and_fanout_workers_add_up_to_the_cores(dagster_instance, monkeypatch):
+    import yaml
+
+    queue = yaml.safe_load((REPO_ROOT / "dagster.yaml").read_text())["run_queue"]["max_concurrent_runs"]
+    assert queue == settings.DEFAULT_CONCURRENT_RUNS  # the budget assumes the queue's real limit
+    monkeypatch.setattr(settings, "cores", lambda: 16)
+    monkeypatch.delenv("ADS_ML_N_JOBS", raising=False)
+    monkeypatch.delenv("ADS_ML_STEP_CONCURRENCY", raising=False)
+    assert settings.step_concurrency() == 4  # 16 cores shared by 4 runs
+    assert settings.fanout_workers(runs_in_progress=1, steps_per_run=1) == 16  # alone: the whole machine
+    assert settings.fanout_workers(runs_in_progress=4, steps_per_run=4) == 1
+    assert settings.fanout_workers(runs_in_progress=2, steps_per_run=1) == 8
+
+    fanout = FanoutResource()
+    assert fanout.workers() == 16 // resources.steps_per_run()  # outside a run (PostgreSQL: multiprocess)
+    for _ in range(3):
+        dagster_instance.add_run(dg.DagsterRun(job_name="x", run_id=str(uuid.uuid4()), status=dg.DagsterRunStatus.STARTED))
+    fanout._instance = dagster_instance
+    assert fanout.workers() == 16 // (3 * resources.steps_per_run())
+    monkeypatch.setenv("ADS_ML_N_JOBS", "5")
+    assert fanout.workers() == 5  # an explicit setting wins

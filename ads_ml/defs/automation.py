@@ -69,14 +69,20 @@ def _timezones(accounts) -> dict[str, str]:  # noqa: ANN001
 
 
 _INPUTS_READY = ~dg.AutomationCondition.any_deps_missing() & ~dg.AutomationCondition.any_deps_in_progress()
+#: Never materialised, until requested once: a new account, or an account that was there before the
+#: automation (Dagster's ``newly_missing().since_last_handled()`` forgets those at the first
+#: evaluation). A failed run is not retried over and over: it is retried at the next cron tick.
+_NEVER_BUILT = dg.AutomationCondition.missing().newly_true().since(
+    dg.AutomationCondition.newly_requested() | dg.AutomationCondition.newly_updated()
+).with_label("never materialised")
 
 
 def on_account_cron(name: str) -> dg.AutomationCondition:
     """Once per tick of ``settings.schedule_cron(name)`` in the account's timezone, and once when the
-    partition is new, with every input present and none being written."""
+    partition has never been materialised, with every input present and none being written."""
     cron = settings.schedule_cron(name)
     return (
-        (AccountCronTickPassed(cron) | dg.AutomationCondition.newly_missing()).since_last_handled()
+        (AccountCronTickPassed(cron).since_last_handled() | _NEVER_BUILT)
         & _INPUTS_READY
         & ~dg.AutomationCondition.in_progress()
     ).with_label(f"{name}: {cron} in the account's timezone")

@@ -7,7 +7,7 @@ a run starts, so no URL (or password in it) is baked into the definitions shown 
 from pathlib import Path
 
 import dagster as dg
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 from sqlalchemy import Engine
 
 from ads_ml import settings
@@ -49,12 +49,30 @@ class ModelStoreResource(dg.ConfigurableResource):
 
 
 class FanoutResource(dg.ConfigurableResource):
-    """Where per-entity work runs: local processes (joblib) or a Dask cluster."""
+    """Where per-entity work runs: local processes (joblib) or a Dask cluster.
 
-    n_jobs: int | None = Field(default=None, description="Local processes; unset means ADS_ML_N_JOBS or all cores.")
+    Unless told how many processes to use, a step takes its share of the cores: the cores divided by
+    the runs in progress and the steps each may run at once (each worker also limited to one BLAS
+    thread), so a lone run uses the whole machine and four runs at once do not start 4 × cores
+    processes."""
+
+    n_jobs: int | None = Field(default=None, description="Local processes; unset means ADS_ML_N_JOBS or this step's share of the cores.")
     dask_address: str | None = Field(
         default=None, description="Dask scheduler address; unset means ADS_ML_DASK_ADDRESS (none: local)."
     )
+    _instance: dg.DagsterInstance | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self._instance = context.instance
+
+    def workers(self) -> int:
+        configured = self.n_jobs if self.n_jobs is not None else settings.n_jobs()
+        if configured is not None:
+            return configured
+        runs = 1
+        if self._instance is not None:
+            runs = self._instance.get_runs_count(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))
+        return settings.fanout_workers(runs, steps_per_run())
 
     def run(self, fn, items, *, label: str, log=None):  # noqa: ANN001, ANN201
         from ads_ml.ml.fanout import fan_out
@@ -62,8 +80,14 @@ class FanoutResource(dg.ConfigurableResource):
         return fan_out(
             fn,
             items,
-            n_jobs=self.n_jobs if self.n_jobs is not None else settings.n_jobs(),
+            n_jobs=self.workers(),
             dask_address=self.dask_address or settings.dask_address(),
             progress=log.info if log is not None else None,
             label=label,
         )
+
+
+
+def steps_per_run() -> int:
+    """Steps one run executes at once: the multiprocess executor's limit, or 1 in process."""
+    return settings.step_concurrency() if settings.executor_kind() == "multiprocess" else 1
