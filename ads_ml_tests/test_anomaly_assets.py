@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
@@ -66,3 +67,18 @@ def test_models_round_trip_and_anomalies(dagster_instance, engine, tmp_path, mon
     assert materialize_account("act_an", ["ad_isolation_forest_models"], instance=dagster_instance).success
     assert count(engine, "ml_trained_models", "name = 'isolation_forest' and status = 'READY'") == len(models)
     assert count(engine, "ml_trained_models", "name = 'isolation_forest' and status = 'DEPRECATED'") == len(models)
+
+    # A corrupted forest file: that ad is still checked with the same forest, rebuilt for the run,
+    # and the metadata says which file was refused.
+    spike_model = pd.read_sql(sa.text(
+        "select path from ml_trained_models where name = 'isolation_forest' and status = 'READY' "
+        f"and entity_id = '{spike.entity_id}'"), engine.connect())["path"].iloc[0]
+    Path(spike_model).write_bytes(b"tampered")
+    assert materialize_account("act_an", ["ad_insights", "ad_anomalies"], instance=dagster_instance).success
+    meta = dagster_instance.get_latest_materialization_event(dg.AssetKey("ad_anomalies")).asset_materialization.metadata
+    assert list(meta["models_unreadable"].value) == [spike.entity_id]
+    assert "does not match its checksum" in meta["models_unreadable"].value[spike.entity_id]
+    assert meta["models_rebuilt_for_this_run"].value == 1 and meta["entities_with_model"].value == len(models)
+    again = pd.read_sql(sa.text("select * from ml_anomalies"), engine.connect())
+    hit = again[(again["entity_id"] == spike.entity_id) & (again["metric"] == "spend")]
+    assert len(hit) == 1 and "isolation_forest" in hit["method"].iloc[0]

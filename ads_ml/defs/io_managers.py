@@ -32,6 +32,14 @@ def model_asset_metadata(model_name: str, entity_type: str, per_entity: bool = F
     }
 
 
+class LoadedModels(dict):
+    """Per-entity models by entity id, and ``skipped``: entity id -> why its file could not be used."""
+
+    def __init__(self, models: dict[str, StoredModel], skipped: dict[str, str]) -> None:
+        super().__init__(models)
+        self.skipped = dict(skipped)
+
+
 class ModelIOManager(dg.ConfigurableIOManager):
     database: dg.ResourceDependency[DatabaseResource]
     model_store: dg.ResourceDependency[ModelStoreResource]
@@ -71,8 +79,8 @@ class ModelIOManager(dg.ConfigurableIOManager):
             skipped: dict[str, str] = {}
             models = registry.load_all(account_id, name, entity_type, skipped=skipped)
             for entity_id, why in sorted(skipped.items()):
-                context.log.warning(f"{why}; {entity_type} {entity_id} goes on without its model until it is retrained")
-            return models
+                context.log.warning(f"{why}; {entity_type} {entity_id}'s model is rebuilt for this run and at the next training")
+            return LoadedModels(models, skipped)
         try:
             return registry.load(account_id, name, entity_type)
         except ModelNotFoundError as exc:

@@ -13,7 +13,7 @@ from ads_ml.defs.common import LEVELS, OWNERS, database_retry_policy, entity_nam
 from ads_ml.defs.io_managers import model_asset_metadata, stored_as
 from ads_ml.defs.partitions import ad_account_partitions
 from ads_ml.defs.resources import DatabaseResource, FanoutResource
-from ads_ml.ml.anomalies import ANOMALY_COLUMNS, daily_metrics, detect_task, fit_task, history_window
+from ads_ml.ml.anomalies import ANOMALY_COLUMNS, daily_metrics, detect_task, fit_entity_forest, fit_task, history_window
 
 MODEL_NAME = "isolation_forest"
 MODEL_TYPE = "sklearn.ensemble.IsolationForest"
@@ -118,11 +118,18 @@ def build_anomalies_asset(level: str) -> dg.AssetsDefinition:
         entities = insights.entities.set_index(insights.entities["entity_id"].astype(str))
         in_progress_from = account_today(database.engine(), insights.account_id)
         items = []
+        unreadable = getattr(models, "skipped", {})  # files refused (corrupted, tampered, old format)
+        rebuilt = []
         for entity, rows in _metrics_by_entity(insights).items():
             history, _analysed = history_window(rows, ref, config.days_to_analyze)
             if history.empty:
                 continue
             stored: StoredModel | None = models.get(entity)
+            if stored is None and entity in unreadable and len(history) >= settings.ANOMALY_MIN_SAMPLES:
+                # the same forest the training asset would store, fitted for this run
+                stored = StoredModel(0, "", "", 0, insights.account_id, level, entity, "", {}, [], {}, "REBUILT", None,
+                                     model=fit_entity_forest(history))
+                rebuilt.append(entity)
             status = entities["status"].get(entity, "ACTIVE")
             budget = entities["daily_budget"].get(entity) if "daily_budget" in entities else None
             budget = None if budget is None or pd.isna(budget) else float(budget)
@@ -157,6 +164,8 @@ def build_anomalies_asset(level: str) -> dg.AssetsDefinition:
                 top[["entity_id", "anomaly_date", "metric", "observed_value", "expected_value", "deviation_score", "severity", "method"]]
                 if len(top) else top, entity_names(insights.entities)), max_rows=15)),
             "failed": len(result.errors),
+            "models_unreadable": dg.MetadataValue.json(unreadable),
+            "models_rebuilt_for_this_run": len(rebuilt),
         })
         return found
 
