@@ -2,6 +2,7 @@
 disk and seconds to read back, for pickle (joblib, the old format), skops (scikit-learn's safe
 format) and ours (the training rows, refitted with the same seed on load).
 
+    pip install -e ".[bench]"   # skops, for the comparison
     python -m benchmarks.model_files [--repeat 20]
 """
 
