@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, delete, func, select, update
 
 from ads_ml import settings
 from ads_ml.db.engine import begin_write
@@ -104,5 +104,9 @@ def import_changes(engine: Engine, path: str | Path, account_id: str) -> int:
             rows += len(records)
         if rows == 0:
             raise InputFileError(path, "no data rows")
-        conn.execute(update(ImportBatch).where(ImportBatch.id == batch_id).values(rows=rows))
+        new = conn.execute(select(func.count()).select_from(ChangeEvent).where(ChangeEvent.import_batch_id == batch_id)).scalar_one()
+        if new:
+            conn.execute(update(ImportBatch).where(ImportBatch.id == batch_id).values(rows=new))
+        else:  # nothing new: a re-import leaves no trace
+            conn.execute(delete(ImportBatch).where(ImportBatch.id == batch_id))
     return rows

@@ -261,9 +261,10 @@ def import_insights(
                 .select_from(DailyInsight)
                 .where(DailyInsight.account_id == account_id, DailyInsight.updated_at == now)
             ).scalar_one()
-            # rows that changed: a re-import of the same file changes nothing and starts no run
-            record_import_batch(conn, account_id, "insights", result.rows_changed + result.rows_deleted,
-                                result.first_date, result.last_date)
+            # logged only when rows changed: a re-import of the same file leaves no trace and starts no run
+            if result.rows_changed + result.rows_deleted:
+                record_import_batch(conn, account_id, "insights", result.rows_changed + result.rows_deleted,
+                                    result.first_date, result.last_date)
     except SQLAlchemyError as exc:
         raise database_error(path, exc, batch_rows_seen) from None
     return result
@@ -282,7 +283,8 @@ def delete_insights(engine: Engine, account_id: str, first: dt.date, last: dt.da
         in_range = (d.c.account_id == account_id, d.c.date >= first, d.c.date <= last)
         ads = conn.execute(delete(d).where(*in_range, d.c.entity_type == "ad")).rowcount
         conn.execute(delete(d).where(*in_range))
-        record_import_batch(conn, account_id, "delete", ads, first, last)
+        if ads:
+            record_import_batch(conn, account_id, "delete", ads, first, last)
     return int(ads)
 
 
