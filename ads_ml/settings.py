@@ -267,7 +267,7 @@ SCHEDULES = {
 
 FORECAST_HORIZON_DAYS = 7
 FORECAST_METRICS = ("cpl", "leads", "spend")
-FORECAST_METHODS = ("ema", "linear", "prophet", "ets", "theta")
+FORECAST_METHODS = ("ema", "linear", "prophet", "ets", "theta", "swa")
 #: Ensemble weights are calibrated on the last VALIDATION days: w ∝ 1 / (error + 1), where the error
 #: is MAPE in percent, or MAE where the validation actuals contain zeros (MAPE is undefined there).
 #: With history ≤ validation + 7 days, the methods get equal weights.
@@ -278,6 +278,12 @@ EMA_ALPHA = 0.3
 LINEAR_TREND_DAYS = 28
 #: An entity needs this many days of history for a forecast, and this many for Prophet in it.
 FORECAST_MIN_POINTS = 7
+#: One-off outliers (a spend spike, a day of overspend) are replaced by the median of the days
+#: before them before the methods are fitted: further than this many robust standard deviations.
+FORECAST_OUTLIER_WINDOW_DAYS = 28
+FORECAST_OUTLIER_Z = 5.0
+#: The seasonal window average ("swa") averages each weekday over this many past weeks.
+SEASONAL_WINDOW_WEEKS = 4
 FORECAST_MIN_POINTS_PROPHET = 14
 #: Daily CPL is undefined on days without leads: the CPL series is the trailing 7-day CPL.
 CPL_SERIES_WINDOW_DAYS = 7

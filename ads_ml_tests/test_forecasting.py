@@ -8,12 +8,14 @@ import pytest
 
 from ads_ml.ml.forecasting import (
     BASELINE,
+    clean_outliers,
     combine,
     ensemble_prediction,
     equal_weights,
     error_metric_for,
     forecast_error,
     forecast_prophet,
+    forecast_seasonal_window_average,
     forecast_task,
     inverse_error_weights,
     method_forecasts,
@@ -121,3 +123,35 @@ def test_cpl_series_is_trailing_and_missing_without_leads():
     assert metric_series(daily, "leads").sum() == 2
     out = forecast_task({"cpl": (cpl, None, equal_weights(["ema", "linear", "prophet"]))})
     assert out == {}  # no lead in the last week: no CPL to extend
+
+
+def test_a_spike_on_the_last_day_is_not_extended_as_a_new_level():
+    series = _known("weekly", seed=3)
+    spiked = series.copy()
+    spiked.iloc[-1] *= 3.0  # a day of overspend
+    cleaned = clean_outliers(spiked)
+    assert (cleaned != spiked).sum() == 1 and cleaned.iloc[-1] < 1.5 * series.iloc[-8:-1].max()
+    assert (clean_outliers(series) == series).all()  # ordinary weekly wobble is kept
+    with_spike = method_forecasts(spiked, 7)
+    without = method_forecasts(series, 7)
+    for method in ("ema", "ets", "linear", "swa"):  # methods that extend the last level
+        assert np.abs(with_spike[method].value - without[method].value).max() < 0.1 * series.mean(), method
+    # the baseline sees the data as it is: seasonal naive repeats the spike a week later
+    assert with_spike[BASELINE].value[6] == pytest.approx(spiked.iloc[-1])
+
+
+def test_zeros_are_kept_an_entity_that_stopped_has_stopped():
+    series = _known("flat", seed=4)
+    stopped = series.copy()
+    stopped.iloc[-3:] = 0.0
+    assert (clean_outliers(stopped).iloc[-3:] == 0).all()
+
+
+def test_seasonal_window_average_averages_each_weekday_over_four_weeks():
+    weekly = np.tile([10.0, 20, 30, 40, 50, 60, 70], 6)
+    noise = np.tile([1.0, -1.0], 21)
+    forecast = forecast_seasonal_window_average(_series(weekly + noise), 7)
+    expected = [np.mean((weekly + noise)[len(weekly) - 28 + d::7]) for d in range(7)]
+    np.testing.assert_allclose(forecast.value, expected)
+    # its interval comes from the same average's one-day errors: ±1 noise, a narrow band
+    assert ((forecast.upper - forecast.value) < 5).all() and ((forecast.value - forecast.lower) > 0).all()

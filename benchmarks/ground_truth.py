@@ -97,7 +97,7 @@ def read_results(url: str, account: str) -> dict[str, pd.DataFrame]:
         out = {
             "classifications": q("SELECT entity_type, entity_id, reference_date, tier, method FROM ml_classifications WHERE account_id = :a"),
             "anomalies": q("SELECT entity_type, entity_id, metric, anomaly_date, method, kind FROM ml_anomalies WHERE account_id = :a"),
-            "impact": q("SELECT entity_type, entity_id, change_date, change_type, status, overall_impact, metric_changes "
+            "impact": q("SELECT entity_type, entity_id, change_date, change_type, status, overall_impact, metric_changes, window_after "
                         "FROM ml_impact_reports WHERE account_id = :a"),
             "forecasts": q("SELECT entity_type, entity_id, metric, forecast_date, predicted_value, lower_bound, upper_bound, "
                            "method FROM ml_forecasts WHERE account_id = :a"),
@@ -291,9 +291,32 @@ def peer_verdicts(truth: TruthAccount, change: pd.Series, window: int = 7, pre_d
     return verdict_t, verdict_c
 
 
+def oracle_power(truth: TruthAccount, change: pd.Series, window: int) -> float:
+    """The ceiling: the chance that a test which knows the counterfactual exactly (the leads the
+    entity would have had without the change) and faces only Poisson noise finds the change's true
+    direction in ``window`` days after it (two-sided, 5 %). No method on the same days does better."""
+    day = pd.Timestamp(change["change_date"])
+    ads = [change["entity_id"]] if change["entity_type"] == "ad" else list(
+        truth.ads.loc[truth.ads["adset_id"] == change["entity_id"], "ad_id"])
+    days = pd.date_range(day + pd.Timedelta(days=1), min(day + pd.Timedelta(days=window), truth.last_day), freq="D")
+    expected = truth.expected_leads.loc[ads, days]
+    with_effect = float(expected.to_numpy().sum())
+    without = float((expected / truth.leads_effect.loc[ads, days]).to_numpy().sum())
+    if without <= 0:
+        return 0.0
+    if with_effect > without:
+        high = stats.poisson.isf(0.025, without) + 1  # smallest count with P0(X ≥ count) ≤ 2.5 %
+        return float(stats.poisson.sf(high - 1, with_effect))
+    low = stats.poisson.ppf(0.025, without) - 1  # largest count with P0(X ≤ count) ≤ 2.5 %
+    return float(stats.poisson.cdf(low, with_effect)) if low >= 0 else 0.0
+
+
 def score_impact(truth: TruthAccount, results: dict[str, pd.DataFrame]) -> dict:
     reports = results["impact"].copy()
     reports["change_date"] = pd.to_datetime(reports["change_date"])
+    # a change's verdict: its complete report with the longest after-window
+    reports = (reports.assign(complete=reports["status"] == "complete").sort_values(["complete", "window_after"])
+               .drop_duplicates(["entity_type", "entity_id", "change_date", "change_type"], keep="last"))
     truth_rows = truth.change_truth.copy()
     truth_rows["change_date"] = pd.to_datetime(truth_rows["change_date"])
     merged = truth_rows.merge(reports, on=["entity_type", "entity_id", "change_date", "change_type"], how="left")
@@ -309,6 +332,11 @@ def score_impact(truth: TruthAccount, results: dict[str, pd.DataFrame]) -> dict:
             "null_significant": int((null & called).sum()), "nulls": int(null.sum()),
             "real_right": int((~null & (merged[name] == merged["truth"])).sum()), "reals": int((~null).sum()),
         }
+    real = merged.loc[merged["truth"] != "neutral"]
+    for window in (7, 28):
+        power = [oracle_power(truth, row, window) for _, row in real.iterrows()]
+        out[f"ceiling_{window}d"] = {"null_significant": None, "nulls": int((merged["truth"] == "neutral").sum()),
+                                     "real_right": round(float(np.sum(power)), 2), "reals": len(real)}
     out["rows"] = merged[["entity_type", "change_type", "effect", "truth", "overall_impact", "ttest", "counterfactual"]]
     return out
 

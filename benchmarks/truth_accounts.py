@@ -51,6 +51,8 @@ class TruthAccount:
     change_truth: pd.DataFrame  # per change: entity_type, entity_id, change_date, change_type, effect, truth
     anomalies: pd.DataFrame  # entity_type, entity_id, metric, kind (all on the last imported day)
     true_cpl: pd.DataFrame  # ad_id × date: the true expected CPL (held-out days included)
+    expected_leads: pd.DataFrame  # ad_id × date: the true expected leads (with the changes' effects)
+    leads_effect: pd.DataFrame  # ad_id × date: expected leads ÷ what they would be without the changes
     ads: pd.DataFrame  # ad_id, adset_id, campaign_id, start_day, stop_day
     adsets: pd.DataFrame  # adset_id, campaign_id, daily_budget (at the end)
     last_day: pd.Timestamp
@@ -308,6 +310,8 @@ def generate(
         change_truth=changes,
         anomalies=pd.DataFrame(anomalies, columns=["entity_type", "entity_id", "metric", "kind"]),
         true_cpl=truth_frame,
+        expected_leads=pd.DataFrame(np.where(alive, spend_exp / true_cpl, 0.0), index=ad_ids, columns=dates),
+        leads_effect=pd.DataFrame(spend_mult / cpl_mult, index=ad_ids, columns=dates),
         ads=pd.DataFrame({"ad_id": ad_ids, "adset_id": adset_ids[ad_adset],
                           "campaign_id": campaign_ids[adset_campaign[ad_adset]], "start_day": start, "stop_day": stop,
                           "expected_spend_next_week": spend_exp[:, D + 1:].sum(axis=1),

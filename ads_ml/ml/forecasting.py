@@ -1,11 +1,13 @@
 """7-day forecasts of CPL, leads and spend per entity: EMA, linear trend, Prophet, statsforecast's
-AutoETS and AutoTheta (weekly season), their weighted ensemble, and a seasonal-naive baseline. Pure
-code: series in, small frames out.
+AutoETS, AutoTheta (weekly season) and SeasonalWindowAverage, their weighted ensemble, and a
+seasonal-naive baseline. Pure code: series in, small frames out.
 
 - Series: daily, from the entity's first delivery to the reference date, missing days as zero
   spend and leads; CPL is the trailing 7-day CPL (daily CPL is undefined on days without a lead)
   and missing while those 7 days have no lead.
-- Every method returns a :class:`Forecast` (value, 95 % interval) clipped at zero.
+- Every method returns a :class:`Forecast` (value, 95 % interval) clipped at zero, fitted on the
+  series without its one-off outliers (:func:`clean_outliers`: a spend spike on the last day is
+  not a new level); the seasonal-naive baseline sees the series as it is.
 - Validation: fit on the series without its last ``ENSEMBLE_VALIDATION_DAYS`` days, forecast them,
   score with MAPE in percent or — when an actual is zero — MAE (:func:`error_metric_for`).
 - Prophet runs in-process (:class:`~ads_ml.ml.prophet_fast.FastProphet`: Prophet's model and
@@ -60,6 +62,23 @@ def metric_series(daily: pd.DataFrame, metric: str, end: pd.Timestamp | None = N
         rolling = frame.rolling(window, min_periods=1).sum()
         return pd.Series(cpl(rolling["spend"], rolling["leads"]), index=index, dtype="float64")
     raise ValueError(f"unknown metric {metric!r}; expected cpl, leads or spend")
+
+
+def clean_outliers(series: pd.Series, window: int = settings.FORECAST_OUTLIER_WINDOW_DAYS,
+                   threshold: float = settings.FORECAST_OUTLIER_Z) -> pd.Series:
+    """The series with one-off outliers replaced by the median of the ``window`` days before them:
+    a day further than ``threshold`` robust standard deviations (inter-quartile range ÷ 1.349 of
+    those days, at least 10 % of their median and, for counts, a Poisson √median) from that
+    median. A spend spike or a day of overspend is not a new level, so a method that extends the
+    last level (EMA, ETS, the linear trend) must not extend it. Zeros are kept: an entity that
+    stopped delivering has stopped. Days with fewer than half a window of history are kept."""
+    past = series.shift(1).rolling(window, min_periods=window // 2)
+    median = past.median()
+    spread = (past.quantile(0.75) - past.quantile(0.25)) / 1.349
+    floor = np.maximum(0.1 * median.abs(), np.sqrt(median.clip(lower=1.0)))
+    scale = np.maximum(spread, floor)
+    outlier = ((series - median).abs() > threshold * scale) & (series != 0) & median.notna()
+    return series.where(~outlier, median)
 
 
 def _future(series: pd.Series, horizon: int) -> pd.DatetimeIndex:
@@ -170,6 +189,31 @@ def forecast_theta(series: pd.Series, horizon: int) -> Forecast:
     return _statsforecast(AutoTheta, series, horizon)
 
 
+def forecast_seasonal_window_average(series: pd.Series, horizon: int,
+                                     weeks: int = settings.SEASONAL_WINDOW_WEEKS) -> Forecast:
+    """statsforecast's SeasonalWindowAverage: each weekday the mean of that weekday over the last
+    ``weeks`` weeks (fewer while the history is shorter). Its interval: ± z · the standard deviation
+    of the same average's one-step errors over the history (an error of one day, as each forecast
+    day is one such average)."""
+    from statsforecast.models import SeasonalWindowAverage
+
+    y = series.dropna().to_numpy(dtype="float64")
+    window = int(min(weeks, max(len(y) // 7, 1)))
+    if len(y) < 7:
+        value = np.full(horizon, float(np.mean(y)))
+        spread = Z * (float(np.std(y, ddof=1)) if len(y) >= 2 else abs(value[0]) * 0.5)
+        return Forecast(_future(series, horizon), value, value - spread, value + spread).clipped()
+    value = np.asarray(SeasonalWindowAverage(season_length=7, window_size=window).forecast(y=y, h=horizon)["mean"],
+                       dtype="float64")
+    start = 7 * window
+    if len(y) - start >= 2:  # the same average one day at a time: y[t] against its last weeks' weekdays
+        averaged = np.mean([y[start - 7 * (j + 1): len(y) - 7 * (j + 1)] for j in range(window)], axis=0)
+        sigma = float(np.std(y[start:] - averaged, ddof=1))
+    else:
+        sigma = float(np.std(y, ddof=1))
+    return Forecast(_future(series, horizon), value, value - Z * sigma, value + Z * sigma).clipped()
+
+
 def error_metric_for(actual: np.ndarray) -> str:
     """MAPE is undefined when an actual is zero: then MAE."""
     return "mae" if (np.abs(np.asarray(actual, dtype="float64")) < 1e-12).any() else "mape"
@@ -199,15 +243,19 @@ def equal_weights(methods) -> dict[str, float]:  # noqa: ANN001
 
 def method_forecasts(series: pd.Series, horizon: int, prophet_params: dict | None = None,
                      *, intervals: bool = True) -> dict[str, Forecast]:
-    """Every method that the series' length allows (Prophet from FORECAST_MIN_POINTS_PROPHET points)."""
+    """Every method that the series' length allows (Prophet, ETS and Theta from
+    FORECAST_MIN_POINTS_PROPHET points), fitted on the series without its one-off outliers
+    (:func:`clean_outliers`); the seasonal-naive baseline on the series as it is."""
+    clean = clean_outliers(series)
     out = {
-        "ema": forecast_ema(series, horizon),
-        "linear": forecast_linear(series, horizon),
+        "ema": forecast_ema(clean, horizon),
+        "linear": forecast_linear(clean, horizon),
     }
     if series.notna().sum() >= settings.FORECAST_MIN_POINTS_PROPHET:
-        out["prophet"] = forecast_prophet(series, horizon, prophet_params, interval=intervals)
-        out["ets"] = forecast_ets(series, horizon)
-        out["theta"] = forecast_theta(series, horizon)
+        out["prophet"] = forecast_prophet(clean, horizon, prophet_params, interval=intervals)
+        out["ets"] = forecast_ets(clean, horizon)
+        out["theta"] = forecast_theta(clean, horizon)
+    out["swa"] = forecast_seasonal_window_average(clean, horizon)
     out[BASELINE] = forecast_seasonal_naive(series, horizon)
     return out
 
