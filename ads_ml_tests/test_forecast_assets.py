@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
+from ads_ml import settings
 from ads_ml.demo import generate_account
 from ads_ml.ingest.insights import import_insights
 from ads_ml.runner import materialize_account
@@ -54,10 +55,10 @@ def test_tuning_weights_and_forecasts(dagster_instance, engine, account):
     assert len(leads) > 0
 
     weights = _rows(engine, "select * from ml_ensemble_weights")
-    assert len(weights) == 3 * 3 * 5  # levels × metrics × methods
+    assert len(weights) == 3 * 3 * len(settings.FORECAST_METHODS)  # levels × metrics × methods
     sums = weights.groupby(["entity_type", "metric"])["weight"].sum()
     assert ((sums - 1.0).abs() < 1e-9).all()
-    assert set(weights["method"]) == {"ema", "linear", "prophet", "ets", "theta"}
+    assert set(weights["method"]) == {"ema", "linear", "prophet", "ets", "theta", "swa"}
 
     forecasts = _rows(engine, "select * from ml_forecasts")
     assert set(forecasts["method"]) == {"ensemble", "seasonal_naive"}

@@ -18,7 +18,9 @@ imported data:
   verdict; peers: Welch's t-test of the 7 days before against the 7 after on the change type's
   metric (leads for budget, CPL for creative and audience), and a CausalImpact-style counterfactual
   (the entity's log metric regressed on its siblings' over the pre-period, the after-window's
-  residual tested with AR(1)-inflated noise).
+  residual tested with AR(1)-inflated noise); ceiling: the expected share of real changes an oracle
+  finds — a test that knows the counterfactual leads exactly and faces only Poisson noise, over the
+  7 days after the change (the default window) and over 28.
 - **forecasts** (adset and ad, spend and leads): MAE over the held-out week ÷ the seasonal-naive
   MAE, ours (``ensemble`` rows) beside statsforecast's AutoETS, AutoARIMA, AutoTheta and the mean of
   AutoETS, AutoTheta and seasonal naive; and the share of held-out days inside our 95 % intervals.

@@ -145,7 +145,7 @@ def build_ensemble_weights_asset(level: str) -> dg.AssetsDefinition:
         kinds={"pandas", "sql"},
         owners=OWNERS,
         description=(
-            f"Ensemble weights (ema, linear, prophet) per metric for the account's {level}s: each method "
+            f"Ensemble weights ({', '.join(settings.FORECAST_METHODS)}) per metric for the account's {level}s: each method "
             "forecasts the last 14 days from the rest; w ∝ 1/(error + 1) with MAPE, or MAE where actuals "
             "are zero; equal weights with ≤ 21 days of history. Also the seasonal-naive baseline's error."
         ),
@@ -227,7 +227,8 @@ def build_forecasts_asset(level: str) -> dg.AssetsDefinition:
         owners=OWNERS,
         description=(
             f"7-day forecasts of CPL, leads and spend per {level}: the weighted ensemble of EMA, linear "
-            "trend and Prophet (tuned params) with 95 % intervals, never negative, and the seasonal-naive "
+            "trend, Prophet (tuned params), AutoETS, AutoTheta and the seasonal window average, fitted "
+            "without one-off outliers, with 95 % intervals, never negative, and the seasonal-naive "
             "baseline, each day marked with whether the ensemble beat the baseline on validation."
         ),
     )
