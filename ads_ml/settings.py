@@ -402,6 +402,19 @@ IMPACT_PRIMARY_METRICS = {
     "pause": ("spend",),
     "reactivate": ("leads", "cpl"),
 }
+#: The metrics that decide the verdict of each change type — what the change was made for: CPL or
+#: leads for a budget (spend moves, so they differ), CPL alone for a creative or an audience (the
+#: bottom line: leads at the same spend carry the same information and CTR is only a step towards
+#: it), spend for a pause. The other primary metrics are reported and can only hold a positive
+#: verdict back; a Holm correction runs over the deciding metrics only, so a verdict is not
+#: diluted by testing metrics that carry the same leads twice.
+IMPACT_DECISIVE_METRICS = {
+    "budget_change": ("cpl", "leads"),
+    "creative_change": ("cpl",),
+    "audience_change": ("cpl",),
+    "pause": ("spend",),
+    "reactivate": ("leads", "cpl"),
+}
 IMPACT_GOOD_DIRECTION = {"cpl": -1, "leads": 1, "ctr": 1, "spend": 1}
 #: For a pause, spend going down is what was wanted.
 IMPACT_GOOD_DIRECTION_OVERRIDES = {"pause": {"spend": -1}}

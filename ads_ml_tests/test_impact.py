@@ -95,3 +95,23 @@ def test_a_report_says_how_large_an_effect_the_data_could_detect():
     mde = report.metric_changes["leads"]["minimum_detectable_pct"]
     assert mde is not None and mde > 20
     assert report.overall_impact in ("neutral", "inconclusive") and "detectable" in report.recommendation
+
+
+def _metric(pct: float, p: float, d: float) -> dict:
+    return {"pct_change": pct, "p_value": p, "is_significant": p < 0.05, "effect_size": d}
+
+
+def test_cpl_decides_an_audience_change_without_being_diluted_by_leads_that_say_the_same():
+    from ads_ml.ml.impact import _verdict
+
+    # CPL +54 % (p 0.02) and leads −33 % (p 0.03) at the same spend are one finding, not two tests
+    # to correct for: a Holm correction over cpl, leads and ctr would have left this inconclusive
+    changes = {"cpl": _metric(54, 0.02, 1.1), "leads": _metric(-33, 0.03, -1.0), "ctr": _metric(6, 0.33, 0.3)}
+    assert _verdict(changes, "audience_change") == "negative"
+    # a creative whose CPL improved but whose CTR got significantly worse is held back
+    assert _verdict({"cpl": _metric(-30, 0.01, -1.0), "ctr": _metric(-40, 0.01, -1.2)}, "creative_change") == "inconclusive"
+    assert _verdict({"cpl": _metric(-30, 0.01, -1.0), "ctr": _metric(5, 0.6, 0.1)}, "creative_change") == "positive"
+    # a budget change is judged on CPL and leads, both deciding (spend moves, so they differ)
+    assert _verdict({"cpl": _metric(2, 0.8, 0.05), "leads": _metric(35, 0.01, 1.0)}, "budget_change") == "positive"
+    assert _verdict({"cpl": _metric(40, 0.001, 1.0), "leads": _metric(35, 0.01, 1.0)}, "budget_change") == "inconclusive"
+    assert _verdict({"cpl": _metric(3, 0.7, 0.1), "leads": _metric(-2, 0.8, -0.05)}, "budget_change") == "neutral"

@@ -8,8 +8,9 @@ shifts and the shared weekly pattern cancel (difference-in-differences on the lo
 metrics are autocorrelated, so the test is a level shift of the difference series in a regression
 with AR(1) errors (Prais–Winsten GLS) over the pre-period (up to 28 days, for a precise baseline
 and autocorrelation) and the after-window. Welch's t-test on the two windows is reported too
-(``p_value_unadjusted``), for comparison. The verdict uses the primary metrics of the change type
-with a Holm correction, so testing two or three metrics does not multiply false alarms.
+(``p_value_unadjusted``), for comparison. The verdict is decided by the metrics the change was
+made for (IMPACT_DECISIVE_METRICS, Holm-corrected among themselves); the change type's other
+primary metrics can only hold a positive verdict back.
 Cohen's d is the effect over the pooled
 standard deviation of the difference series; a change is significant at p < 0.05 and meaningful
 from |d| ≥ 0.2. Without controls the entity's own series is tested the same way (and says so).
@@ -382,29 +383,33 @@ def _holm(p_values: dict[str, float]) -> dict[str, bool]:
 
 
 def _verdict(changes: dict[str, dict], change_type: str) -> str:
+    """The deciding metrics of the change type (IMPACT_DECISIVE_METRICS, Holm-corrected among
+    themselves) decide: significant and meaningful in the good direction → positive, in the bad one
+    → negative, both → inconclusive. The change's other primary metrics can only hold a verdict
+    back: a positive one whose other primary metric got significantly worse is inconclusive, and
+    nothing decisive with another primary metric significantly worse is negative. Nothing
+    significant: neutral, or inconclusive when a deciding estimate is large but the data too thin."""
     good_direction = {**settings.IMPACT_GOOD_DIRECTION, **settings.IMPACT_GOOD_DIRECTION_OVERRIDES.get(change_type, {})}
-    good = bad = large_but_unsure = 0
-    primary = [m for m in settings.IMPACT_PRIMARY_METRICS[change_type]
-               if changes.get(m) and changes[m]["p_value"] is not None]
-    judged = len(primary)
-    rejected = _holm({m: changes[m]["p_value"] for m in primary})
-    for metric in primary:
-        change = changes[metric]
-        d = change["effect_size"]
-        meaningful = abs(d) >= settings.IMPACT_MIN_EFFECT_SIZE
-        if rejected[metric] and meaningful:
-            if np.sign(d) == good_direction[metric]:
-                good += 1
-            else:
-                bad += 1
-        elif meaningful and abs(d) >= 0.8:
-            large_but_unsure += 1
-    if judged == 0:
+    tested = {m for m in settings.IMPACT_PRIMARY_METRICS[change_type] if changes.get(m) and changes[m]["p_value"] is not None}
+    deciding = [m for m in settings.IMPACT_DECISIVE_METRICS[change_type] if m in tested]
+    if not deciding:
         return "inconclusive"
-    if good and not bad:
-        return "positive"
-    if bad and not good:
+    rejected = _holm({m: changes[m]["p_value"] for m in deciding})
+
+    def direction(metric: str, significant: bool) -> int:
+        d = changes[metric]["effect_size"]
+        if significant and abs(d) >= settings.IMPACT_MIN_EFFECT_SIZE:
+            return 1 if np.sign(d) == good_direction[metric] else -1
+        return 0
+
+    decided = {direction(m, rejected[m]) for m in deciding}
+    worse_elsewhere = any(direction(m, changes[m]["p_value"] < settings.IMPACT_SIGNIFICANCE) == -1
+                          for m in tested - set(deciding))
+    if 1 in decided and -1 in decided:
+        return "inconclusive"
+    if 1 in decided:
+        return "inconclusive" if worse_elsewhere else "positive"
+    if -1 in decided or worse_elsewhere:
         return "negative"
-    if good and bad:
-        return "inconclusive"
-    return "inconclusive" if large_but_unsure else "neutral"
+    large = any(abs(changes[m]["effect_size"]) >= 0.8 for m in deciding)
+    return "inconclusive" if large else "neutral"
