@@ -68,8 +68,8 @@ def clean_outliers(series: pd.Series, window: int = settings.FORECAST_OUTLIER_WI
                    threshold: float = settings.FORECAST_OUTLIER_Z) -> pd.Series:
     """The series with one-off outliers replaced by the median of the ``window`` days before them:
     a day further than ``threshold`` robust standard deviations (inter-quartile range ÷ 1.349 of
-    those days, at least 10 % of their median and, for counts, a Poisson √median) from that
-    median. A spend spike or a day of overspend is not a new level, so a method that extends the
+    those days, at least 10 % of their median and at least √median — a count's Poisson spread,
+    which keeps quiet lead series from flagging every busy day) from that median. A spend spike or a day of overspend is not a new level, so a method that extends the
     last level (EMA, ETS, the linear trend) must not extend it. Zeros are kept: an entity that
     stopped delivering has stopped. Days with fewer than half a window of history are kept."""
     past = series.shift(1).rolling(window, min_periods=window // 2)
@@ -83,6 +83,13 @@ def clean_outliers(series: pd.Series, window: int = settings.FORECAST_OUTLIER_WI
 
 def _future(series: pd.Series, horizon: int) -> pd.DatetimeIndex:
     return pd.date_range(series.index.max() + pd.Timedelta(days=1), periods=horizon, freq="D")
+
+
+def _flat(series: pd.Series, y: np.ndarray, horizon: int) -> Forecast:
+    """Too few points for a method's shape: their mean, ± z · their standard deviation."""
+    value = np.full(horizon, float(np.mean(y)))
+    spread = Z * (float(np.std(y, ddof=1)) if len(y) >= 2 else abs(value[0]) * 0.5)
+    return Forecast(_future(series, horizon), value, value - spread, value + spread).clipped()
 
 
 def forecast_ema(series: pd.Series, horizon: int, alpha: float = settings.EMA_ALPHA) -> Forecast:
@@ -107,9 +114,7 @@ def forecast_linear(series: pd.Series, horizon: int, window: int = settings.LINE
     y = recent.to_numpy()
     future_x = np.arange(1, horizon + 1, dtype="float64")
     if len(y) < 3 or np.ptp(x) == 0:
-        value = np.full(horizon, float(np.mean(y)))
-        spread = Z * (float(np.std(y, ddof=1)) if len(y) >= 2 else abs(value[0]) * 0.5)
-        return Forecast(_future(series, horizon), value, value - spread, value + spread).clipped()
+        return _flat(series, y, horizon)
     slope, intercept = np.polyfit(x, y, 1)
     fitted = slope * x + intercept
     n = len(y)
@@ -200,9 +205,7 @@ def forecast_seasonal_window_average(series: pd.Series, horizon: int,
     y = series.dropna().to_numpy(dtype="float64")
     window = int(min(weeks, max(len(y) // 7, 1)))
     if len(y) < 7:
-        value = np.full(horizon, float(np.mean(y)))
-        spread = Z * (float(np.std(y, ddof=1)) if len(y) >= 2 else abs(value[0]) * 0.5)
-        return Forecast(_future(series, horizon), value, value - spread, value + spread).clipped()
+        return _flat(series, y, horizon)
     value = np.asarray(SeasonalWindowAverage(season_length=7, window_size=window).forecast(y=y, h=horizon)["mean"],
                        dtype="float64")
     start = 7 * window
