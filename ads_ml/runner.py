@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import dagster as dg
+import sqlalchemy.exc
 from dagster._core.instance.ref import InstanceRef
 
 from ads_ml import settings
@@ -44,8 +45,15 @@ def get_instance() -> dg.DagsterInstance:
 
 
 def ensure_partition(instance: dg.DagsterInstance, account_id: str) -> None:
-    if not instance.has_dynamic_partition(AD_ACCOUNT_PARTITIONS_NAME, account_id):
+    """Register the account's partition; two processes may race to add it (the second one's insert
+    breaks the unique key), which is fine as long as it exists afterwards."""
+    if instance.has_dynamic_partition(AD_ACCOUNT_PARTITIONS_NAME, account_id):
+        return
+    try:
         instance.add_dynamic_partitions(AD_ACCOUNT_PARTITIONS_NAME, [account_id])
+    except sqlalchemy.exc.IntegrityError:
+        if not instance.has_dynamic_partition(AD_ACCOUNT_PARTITIONS_NAME, account_id):
+            raise
 
 
 def asset_names(defs: dg.Definitions | None = None) -> list[str]:

@@ -104,28 +104,3 @@ adset,{adsets[1]},{END - dt.timedelta(days=3)},creative_change,,
     third = tick(second.cursor)
     assert [r.run_config["ops"]["impact_reports"]["config"]["change_ids"] for r in third.run_requests] == [[ids[adsets[1]]]]
     assert json.loads(third.cursor)["pending"] == []
-
-
-def test_controls_leave_out_siblings_with_their_own_changes_or_that_started_inside_the_windows():
-    import datetime as _dt
-
-    from ads_ml.db.queries import LevelInsights
-    from ads_ml.defs.assets.actions import _changed_around, _controls
-
-    days = pd.date_range("2026-05-01", "2026-06-30", freq="D")
-    rows = []
-    for entity, first in (("target", days[0]), ("steady", days[0]), ("changed", days[0]), ("late", pd.Timestamp("2026-06-12"))):
-        for day in days[days >= first]:
-            rows.append({"entity_id": entity, "date": day, "spend": 10.0, "leads": 1.0, "clicks": 5.0, "impressions": 500.0,
-                         "parent_id": "p"})
-    daily = pd.DataFrame(rows)
-    entities = pd.DataFrame({"entity_id": ["target", "steady", "changed", "late"], "parent_id": "p", "name": None,
-                             "status": "ACTIVE", "daily_budget": None})
-    insights = LevelInsights("act", "adset", _dt.date(2026, 6, 30), _dt.date(2026, 5, 1), daily, entities)
-    change = _dt.date(2026, 6, 15)
-    events = pd.DataFrame({"entity_type": ["adset", "adset"], "entity_id": ["changed", "target"],
-                           "change_date": [_dt.date(2026, 6, 18), change], "change_type": "budget_change"})
-    changed = _changed_around(events, "adset", change, 7, 7)
-    assert changed == {"changed", "target"}
-    controls = _controls(insights, "target", change, changed, 7, 7)
-    assert set(controls["entity_id"]) == {"steady"}

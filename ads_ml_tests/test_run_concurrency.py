@@ -172,3 +172,16 @@ def test_runs_steps_and_fanout_workers_add_up_to_the_cores(dagster_instance, mon
     assert fanout.workers() == 16 // (3 * resources.steps_per_run())
     monkeypatch.setenv("ADS_ML_N_JOBS", "5")
     assert fanout.workers() == 5  # an explicit setting wins
+
+
+def test_a_partition_added_by_another_process_meanwhile_is_not_an_error(dagster_instance, monkeypatch):
+    """Two CLI runs of a new account both see it missing, and the second insert breaks the unique key."""
+    from ads_ml.runner import ensure_partition
+
+    dagster_instance.add_dynamic_partitions("ad_account", [ACCOUNT])  # the other process got there first
+    real = dagster_instance.has_dynamic_partition
+    seen = [False]  # what this process saw just before that insert, then the truth
+    monkeypatch.setattr(dagster_instance, "has_dynamic_partition",
+                        lambda name, key: seen.pop() if seen else real(name, key))
+    ensure_partition(dagster_instance, ACCOUNT)
+    assert dagster_instance.get_dynamic_partitions("ad_account") == [ACCOUNT]

@@ -2,18 +2,26 @@
 cry wolf. Pure code: daily frames in, a report dataclass out.
 
 For each metric (cpl, leads, ctr, spend) the raw % change of the entity's mean is reported, but the
-test is on the **difference against a counterfactual**: the entity's daily log metric minus the
-log metric of its controls (siblings pooled, else the parent without the entity) — account-wide
-shifts and the shared weekly pattern cancel (difference-in-differences on the log scale). Daily
-metrics are autocorrelated, so the test is a level shift of the difference series in a regression
-with AR(1) errors (Prais–Winsten GLS) over the pre-period (up to 28 days, for a precise baseline
-and autocorrelation) and the after-window. Welch's t-test on the two windows is reported too
-(``p_value_unadjusted``), for comparison. The verdict is decided by the metrics the change was
-made for (IMPACT_DECISIVE_METRICS, Holm-corrected among themselves); the change type's other
-primary metrics can only hold a positive verdict back.
-Cohen's d is the effect over the pooled
-standard deviation of the difference series; a change is significant at p < 0.05 and meaningful
-from |d| ≥ 0.2. Without controls the entity's own series is tested the same way (and says so).
+test is against a **counterfactual** built from controls — the entity's clean siblings
+(:func:`choose_controls`: no change of their own, no ad starting or stopping around the change),
+pooled — so account-wide shifts and the shared weekly pattern are not the change's doing:
+
+- CPL, leads and CTR (:func:`counterfactual_shift`): the entity's daily log metric minus the
+  controls'; its level from the IMPACT_COUNTERFACTUAL_PRE_DAYS days before the change, its noise
+  (with AR(1) autocorrelation) from the whole pre-period; the after-window's level tested against
+  it. Without a clean control they are not tested: a before/after comparison alone cannot tell the
+  change from the market, and the report says so instead of guessing.
+- spend: the log difference to the controls (or the entity's own series), a level shift against a
+  pre-period of up to IMPACT_PRE_PERIOD_DAYS days whose window-length block means measure the noise
+  (batch means) — a pause needs no control to show that spend stopped.
+
+The pre-period starts where neither the entity nor a chosen control moved on its own (an earlier
+change, an ad starting or stopping), never before the data or the entity's first delivery.
+Welch's t-test on the entity's own windows is reported too (``p_value_unadjusted``), for
+comparison. The verdict is decided by the metrics the change was made for
+(IMPACT_DECISIVE_METRICS, Holm-corrected among themselves); the change type's other primary
+metrics can only hold a positive verdict back. A change is significant at p < 0.05 and meaningful
+from an effect size |d| ≥ 0.2 (the effect over its per-day noise).
 Fewer than 3 days on either side: ``insufficient_data``.
 """
 
@@ -45,6 +53,9 @@ VERDICT_SENTENCES = {
     ("neutral", "reactivate"): "The reactivation made no measurable difference yet.",
 }
 INCONCLUSIVE = "The data cannot tell yet whether the change helped: look again after a longer after-window."
+NO_CONTROL = ("No comparable entity stayed unchanged around this change (each sibling had a change of its own or "
+              "started or stopped), so an account-wide move cannot be told from the change's effect: judge it against "
+              "a sibling you left alone.")
 INSUFFICIENT = "Too few days before or after the change to judge it: wait for more data."
 
 
@@ -60,6 +71,7 @@ class MetricChange:
     days_after: int = 0
     autocorrelation: float | None = None
     minimum_detectable_pct: float | None = None  # the smallest change this data would find (80 % power)
+    reason: str | None = None  # why it was not tested, when it was not
 
 
 @dataclass
@@ -112,36 +124,6 @@ def welch_effective(before: np.ndarray, after: np.ndarray, rho: float) -> tuple[
     return float(t), float(p)
 
 
-def ar1_level_shift(series: np.ndarray, after: np.ndarray) -> tuple[float, float, float, float]:
-    """GLS (Prais–Winsten) estimate of a level shift in a series with AR(1) errors:
-    ``y_t = a + b·after_t + u_t``, ``u_t = ρ·u_{t−1} + e_t``. Returns (b, standard error, p, ρ);
-    ρ from the OLS residuals (clipped to [0, 0.95]); missing days are dropped (a gap breaks the
-    chain, which the transform treats as adjacent — a small approximation)."""
-    ok = np.isfinite(series)
-    y, x = series[ok], after[ok].astype(float)
-    n = len(y)
-    X = np.column_stack([np.ones(n), x])
-    beta_ols, *_ = np.linalg.lstsq(X, y, rcond=None)
-    resid = y - X @ beta_ols
-    # the lag-1 autocorrelation of a short series is biased low (about (1 + 3ρ)/n, Kendall);
-    # an underestimated ρ makes the test cry wolf, so correct it
-    raw = _lag1(resid)
-    rho = float(np.clip(raw + (1 + 3 * raw) / n, 0.0, 0.95))
-    scale = np.sqrt(1 - rho**2)
-    Xs = np.vstack([X[0] * scale, X[1:] - rho * X[:-1]])
-    ys = np.concatenate([[y[0] * scale], y[1:] - rho * y[:-1]])
-    beta, *_ = np.linalg.lstsq(Xs, ys, rcond=None)
-    e = ys - Xs @ beta
-    dof = max(n - 3, 1)  # two coefficients and rho
-    sigma2 = float(e @ e) / dof
-    cov = sigma2 * np.linalg.pinv(Xs.T @ Xs)
-    se = float(np.sqrt(max(cov[1, 1], 0.0)))
-    if se == 0:
-        return float(beta[1]), 0.0, (0.0 if beta[1] else 1.0), rho
-    p = float(2 * stats.t.sf(abs(beta[1] / se), dof))
-    return float(beta[1]), se, p, rho
-
-
 def batch_means_shift(pre: np.ndarray, after: np.ndarray) -> tuple[float, float, float, int]:
     """Level shift of ``after`` against the pre-period, with the noise of a window mean measured
     on the pre-period itself: the variance of its (overlapping) window-length block means carries
@@ -169,34 +151,84 @@ def batch_means_shift(pre: np.ndarray, after: np.ndarray) -> tuple[float, float,
 RATE_METRICS = {"cpl": ("leads", "spend"), "leads": ("leads", None), "ctr": ("clicks", "impressions")}
 
 
-def rate_shift(counts: np.ndarray, exposure: np.ndarray, pre: np.ndarray, after: np.ndarray) -> tuple[float, float, float]:
-    """Log rate ratio of ``counts`` per ``exposure`` after against the pre-period, with its
-    standard error and p: quasi-Poisson, the dispersion measured on the pre-period itself by
-    window-length blocks (so autocorrelated wobble of the rate widens the error, as it should).
-    Returns (log ratio, standard error, p)."""
-    counts, exposure = np.asarray(counts, dtype=float), np.asarray(exposure, dtype=float)
-    ok = np.isfinite(counts) & np.isfinite(exposure) & (exposure > 0)
-    pre, after = pre & ok, after & ok
-    y_pre, e_pre = counts[pre].sum(), exposure[pre].sum()
-    y_post, e_post = counts[after].sum(), exposure[after].sum()
-    if e_pre <= 0 or e_post <= 0:
-        return 0.0, float("nan"), 1.0
-    rate_pre = (y_pre + 0.5) / e_pre
-    shift = float(np.log((y_post + 0.5) / e_post) - np.log(rate_pre))
-    k = max(int(after.sum()), 1)
-    idx = np.flatnonzero(pre)
-    dispersion = 1.0
-    if len(idx) >= 2 * k:
-        sums = np.convolve(counts[idx], np.ones(k), mode="valid")
-        expected = np.convolve(exposure[idx], np.ones(k), mode="valid") * rate_pre
-        pearson = (sums - expected) / np.sqrt(np.maximum(expected, 1e-9))
-        # overlapping blocks share days: the mean square is still unbiased for the dispersion
-        dispersion = max(float(np.mean(pearson**2)), 1.0)
-    se = float(np.sqrt(dispersion * (1.0 / (y_post + 0.5) + 1.0 / (y_pre + 0.5))))
-    # the dispersion is itself estimated from about len(pre)/k independent blocks: t, not normal
-    dof = max(len(idx) // k - 1, 1)
-    p = float(2 * stats.t.sf(abs(shift / se), dof)) if se > 0 else 1.0
-    return shift, se, p
+def regime_events(
+    changes: pd.DataFrame, deliveries: dict[str, pd.DataFrame], parents: dict[str, pd.Series], data_start, data_end,  # noqa: ANN001
+) -> pd.DataFrame:
+    """Everything that moves an entity on its own, as (entity_type, entity_id, date) with ``date``
+    the first day of the new regime: its own change events and those of its descendants (the day
+    after the change — the change day is mixed), and a descendant starting (its first day) or
+    stopping (the day after its last) inside the data. ``changes``: entity_type, entity_id,
+    change_date; ``deliveries``: per level, entity_id → first, last day of delivery; ``parents``:
+    per level, entity_id → parent id (adset → campaign, ad → adset)."""
+    start, end = pd.Timestamp(data_start).normalize(), pd.Timestamp(data_end).normalize()
+    rows = [pd.DataFrame({"entity_type": changes["entity_type"], "entity_id": changes["entity_id"].astype(str),
+                          "date": pd.to_datetime(changes["change_date"]) + pd.Timedelta(days=1), "own": True})]
+    for level, frame in deliveries.items():
+        starts = frame.loc[frame["first"] > start]
+        stops = frame.loc[frame["last"] < end]
+        moves = pd.concat([pd.DataFrame({"entity_id": starts.index.astype(str), "date": starts["first"].to_numpy()}),
+                           pd.DataFrame({"entity_id": stops.index.astype(str), "date": stops["last"].to_numpy() + pd.Timedelta(days=1)})])
+        rows.append(moves.assign(entity_type=level, own=False))  # an entity's own start/stop is not a regime of its own
+    events = pd.concat(rows, ignore_index=True)
+    out = [events.loc[events["own"]]]
+    current = events
+    for child, parent in (("ad", "adset"), ("adset", "campaign")):
+        lifted = current.loc[current["entity_type"] == child]
+        if child in parents and len(lifted):
+            parent_ids = lifted["entity_id"].map(parents[child]).dropna().astype(str)
+            up = lifted.loc[parent_ids.index].assign(entity_type=parent, entity_id=parent_ids, own=True)
+            out.append(up)
+            current = pd.concat([current, up], ignore_index=True)
+    return pd.concat(out, ignore_index=True)[["entity_type", "entity_id", "date"]].drop_duplicates(ignore_index=True)
+
+
+def clean_since(events: pd.Series, change_date, window_before: int, window_after: int) -> tuple[pd.Timestamp | None, bool]:  # noqa: ANN001
+    """(first day of the regime the before-window lies in, whether another regime starts inside
+    the windows) from one entity's regime-event dates (:func:`regime_events`)."""
+    day = pd.Timestamp(change_date).normalize()
+    dates = pd.to_datetime(pd.Series(events))
+    first_before = day - pd.Timedelta(days=window_before)
+    earlier = dates.loc[dates <= first_before]
+    inside = bool(((dates > first_before) & (dates <= day + pd.Timedelta(days=window_after))).any())
+    return (earlier.max() if len(earlier) else None), inside
+
+
+def choose_controls(
+    candidates: pd.DataFrame,
+    events: pd.DataFrame,
+    change_date,  # noqa: ANN001
+    *,
+    window_before: int,
+    window_after: int,
+    data_end,  # noqa: ANN001
+    min_pre_days: int = settings.IMPACT_MIN_CONTROL_PRE_DAYS,
+) -> tuple[list[str], pd.Timestamp | None]:
+    """The clean controls of a change and the first day of the pre-period they allow.
+
+    ``candidates``: the entity's siblings with their first and last day of delivery (index
+    entity_id, columns first, last); ``events``: entity_id, date of :func:`regime_events` for them.
+    A sibling qualifies when it delivered from the before-window to the end of the after-window and
+    nothing of its own (its change events, its ads starting or stopping) moved it inside the
+    windows; it is clean since its first delivery or its last such event before. A control that
+    moved on its own inside the pre-period would make the entity seem to move against it, so the
+    pre-period starts where all chosen controls are clean; siblings clean for ``min_pre_days``
+    before the change are preferred, so one late starter does not cut the pre-period short."""
+    day = pd.Timestamp(change_date).normalize()
+    first_needed = day - pd.Timedelta(days=window_before)
+    last_needed = min(day + pd.Timedelta(days=window_after), pd.Timestamp(data_end).normalize())
+    since: dict[str, pd.Timestamp] = {}
+    for entity, row in candidates.iterrows():
+        if row["first"] > first_needed or row["last"] < last_needed - pd.Timedelta(days=1):
+            continue
+        moved_since, inside = clean_since(events.loc[events["entity_id"] == str(entity), "date"], day, window_before, window_after)
+        if inside:
+            continue
+        since[str(entity)] = max(row["first"], moved_since) if moved_since is not None else row["first"]
+    if not since:
+        return [], None
+    long_clean = {e: s for e, s in since.items() if s <= day - pd.Timedelta(days=min_pre_days)}
+    chosen = long_clean or since
+    return sorted(chosen), max(chosen.values())
 
 
 def minimum_detectable_pct(se: float, power: float = 0.8) -> float | None:
@@ -301,35 +333,44 @@ def analyse_change(
         ))
     verdict = _verdict(changes, change_type)
     sentence = INCONCLUSIVE if verdict == "inconclusive" else VERDICT_SENTENCES[(verdict, change_type)]
+    deciding = [changes.get(m) or {} for m in settings.IMPACT_DECISIVE_METRICS[change_type]]
+    if verdict == "inconclusive" and deciding and all(c.get("reason") for c in deciding):
+        sentence = NO_CONTROL
     if verdict in ("neutral", "inconclusive"):
         sentence += _power_sentence(changes, change_type)
     return ImpactReport("complete", verdict, changes, sentence, counterfactual)
 
 
-def _rate_test(full: pd.DataFrame, control: pd.DataFrame | None, metric: str, pre_idx, after_idx) -> tuple[float, float, float]:  # noqa: ANN001
-    """(log effect, se, p) of a rate metric against the controls: the entity's counts with an
-    exposure of its own (spend, impressions) times the controls' rate of the same days (their
-    leads per spend, clicks per impression, or leads for a lead count), smoothed over a week so
-    the controls' own noise does not enter day by day. CPL is the inverse of leads per spend."""
-    count_col, exposure_col = RATE_METRICS[metric]
-    days = full.index
-    counts = full[count_col].to_numpy(dtype=float)
-    exposure = full[exposure_col].to_numpy(dtype=float) if exposure_col else np.ones(len(full))
-    if control is not None:
-        c_counts = control[count_col]
-        if exposure_col:
-            c_exposure = control[exposure_col]
-            control_rate = (c_counts / c_exposure.where(c_exposure > 0)).to_numpy(dtype=float)
-        else:
-            control_rate = c_counts.to_numpy(dtype=float)
-        exposure = exposure * np.where(np.isfinite(control_rate) & (control_rate > 0), control_rate, np.nan)
-    effect, se, p = rate_shift(counts, exposure, days.isin(pre_idx), days.isin(after_idx))
-    return (-effect if metric == "cpl" else effect), se, p
+def counterfactual_shift(y: pd.Series, x: pd.Series, recent: np.ndarray, after: np.ndarray,
+                         pre: np.ndarray) -> tuple[float, float, float]:
+    """(effect, standard error, p) of the after-window against a counterfactual: ``y − x``, the
+    entity's daily log metric minus its controls' (a market move shifts both alike and cancels),
+    its level taken from the ``recent`` days before the change (a slow drift of the entity, such as
+    creative fatigue, is not mistaken for the change's effect), its noise — standard deviation and
+    AR(1) autocorrelation (ρ corrected for its small-sample bias) — from the whole pre-period, where
+    many more days measure it. Both window means carry the autocorrelated noise; t with the
+    pre-period's degrees of freedom. Days where either is missing are left out."""
+    d = (y - x).replace([np.inf, -np.inf], np.nan).to_numpy(dtype=float)
+    ok = np.isfinite(d)
+    level_days, after_days, noise_days = d[recent & ok], d[after & ok], d[pre & ok]
+    if (len(level_days) < settings.IMPACT_MIN_PRE_DAYS or len(after_days) < settings.IMPACT_MIN_WINDOW_DAYS - 1
+            or len(noise_days) < settings.IMPACT_MIN_PRE_DAYS):
+        return 0.0, float("nan"), 1.0
+    resid = noise_days - noise_days.mean()
+    raw = _lag1(resid)
+    rho = float(np.clip(raw + (1 + 3 * raw) / len(resid), 0.0, 0.95))  # Kendall's bias correction
+    inflation = (1 + rho) / (1 - rho)
+    se = float(np.std(resid, ddof=1)) * float(np.sqrt(inflation / len(after_days) + inflation / len(level_days)))
+    effect = float(after_days.mean() - level_days.mean())
+    if se <= 0:
+        return effect, 0.0, (0.0 if effect else 1.0)
+    return effect, se, float(2 * stats.t.sf(abs(effect / se), max(len(resid) - 2, 1)))
 
 
 def _rate_change(full: pd.DataFrame, control: pd.DataFrame | None, metric: str, pre_idx, before_idx, after_idx) -> dict:  # noqa: ANN001
-    """A rate metric's change: raw % change of the pooled ratio of the windows, and the
-    controlled quasi-Poisson test (:func:`_rate_test`)."""
+    """A rate metric's change: raw % change of the pooled ratio of the windows, and the test
+    against the counterfactual (:func:`counterfactual_shift`) fitted on the
+    IMPACT_COUNTERFACTUAL_PRE_DAYS days before the change; not tested without controls."""
     count_col, exposure_col = RATE_METRICS[metric]
     exposed = full[exposure_col] > 0 if exposure_col else full["spend"] > 0
     days_before = int(exposed.loc[before_idx].sum())
@@ -347,7 +388,14 @@ def _rate_change(full: pd.DataFrame, control: pd.DataFrame | None, metric: str, 
 
     before, after = pooled(before_idx), pooled(after_idx)
     pct = float((after - before) / before * 100) if np.isfinite(before) and before and np.isfinite(after) else None
-    effect, se, p = _rate_test(full, control, metric, pre_idx, after_idx)
+    if control is None:  # without a counterfactual the change cannot be told from the market's moves
+        return vars(MetricChange(pct, None, False, None, days_before=days_before, days_after=days_after,
+                                 reason="no clean control: an account-wide move could not be told from the change's"))
+    days = full.index
+    counterfactual_pre = pre_idx[pre_idx >= after_idx[0] - pd.Timedelta(days=max(settings.IMPACT_COUNTERFACTUAL_PRE_DAYS,
+                                                                                    len(before_idx)) + 1)]
+    effect, se, p = counterfactual_shift(_log(full[metric], metric), _log(control[metric], metric),
+                                         days.isin(counterfactual_pre), days.isin(after_idx), days.isin(pre_idx))
     d = effect / (se * np.sqrt(days_after)) if np.isfinite(se) and se > 0 else 0.0
     own = _log(full[metric], metric)  # plain Welch on the entity's own days, for comparison
     own_before, own_after = own.loc[before_idx].dropna().to_numpy(), own.loc[after_idx].dropna().to_numpy()
@@ -386,8 +434,8 @@ def _verdict(changes: dict[str, dict], change_type: str) -> str:
     """The deciding metrics of the change type (IMPACT_DECISIVE_METRICS, Holm-corrected among
     themselves) decide: significant and meaningful in the good direction → positive, in the bad one
     → negative, both → inconclusive. The change's other primary metrics can only hold a verdict
-    back: a positive one whose other primary metric got significantly worse is inconclusive, and
-    nothing decisive with another primary metric significantly worse is negative. Nothing
+    back: a positive one whose other primary metric got significantly worse is inconclusive (never
+    the other way round: a metric the change was not made for does not make a verdict). Nothing
     significant: neutral, or inconclusive when a deciding estimate is large but the data too thin."""
     good_direction = {**settings.IMPACT_GOOD_DIRECTION, **settings.IMPACT_GOOD_DIRECTION_OVERRIDES.get(change_type, {})}
     tested = {m for m in settings.IMPACT_PRIMARY_METRICS[change_type] if changes.get(m) and changes[m]["p_value"] is not None}
@@ -409,7 +457,7 @@ def _verdict(changes: dict[str, dict], change_type: str) -> str:
         return "inconclusive"
     if 1 in decided:
         return "inconclusive" if worse_elsewhere else "positive"
-    if -1 in decided or worse_elsewhere:
+    if -1 in decided:
         return "negative"
     large = any(abs(changes[m]["effect_size"]) >= 0.8 for m in deciding)
     return "inconclusive" if large else "neutral"
