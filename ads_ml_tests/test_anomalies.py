@@ -7,8 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ads_ml import settings
 from ads_ml.demo import generate_account
-from ads_ml.ml.anomalies import daily_metrics, detect_entity, fit_entity_forest, history_window
+from ads_ml.ml.anomalies import daily_metrics, detect_entity, detect_level, fit_entity_forest, history_window
 
 REF = pd.Timestamp("2026-06-30")
 
@@ -51,6 +52,25 @@ def test_a_ctr_collapse_is_found_as_ctr_down():
     found = _detect(daily)
     row = found.loc[found["metric"] == "ctr"].iloc[0]
     assert row.direction == "down" and row.observed_value < row.expected_value / 4 and row.deviation_score < -4
+
+
+def test_a_large_entitys_natural_ctr_wobble_is_no_alarm_but_a_collapse_is():
+    """Thousands of clicks a day make the Poisson spread of a CTR tiny; its real day-to-day wobble
+    (AR(1) drift, here ±8 %) is estimated from the history and is no alarm, a ×0.2 collapse is."""
+    rng = np.random.default_rng(7)
+    daily = steady_entity(seed=7, spend=2000.0)
+    drift = np.zeros(len(daily))
+    for i in range(1, len(daily)):
+        drift[i] = 0.7 * drift[i - 1] + rng.normal(0, 0.06)
+    daily["clicks"] = rng.binomial(daily["impressions"].astype(int), 0.02 * np.exp(drift)).astype(float)
+    quiet = daily.copy()
+    expected = 0.02 * np.exp(0.7 * drift[-2])
+    quiet.loc[_last(quiet), "clicks"] = round(float(quiet.loc[_last(quiet), "impressions"].iloc[0]) * expected * 0.85)
+    assert "ctr" not in set(_detect(quiet)["metric"])  # −15 %: within what this CTR does
+    collapsed = daily.copy()
+    collapsed.loc[_last(collapsed), "clicks"] = round(float(collapsed.loc[_last(collapsed), "impressions"].iloc[0]) * expected * 0.2)
+    row = _detect(collapsed).set_index("metric").loc["ctr"]
+    assert row.direction == "down" and row.deviation_score < -4
 
 
 def test_spend_without_leads_is_broken_tracking():
@@ -166,3 +186,37 @@ def test_a_day_in_progress_is_judged_only_for_excess():
     spiking.loc[last, ["spend", "impressions", "clicks"]] *= 3
     found = _detect(spiking, in_progress_from=REF)
     assert (found["metric"] == "spend").any() and (found["direction"] == "up").all()
+
+
+@pytest.mark.parametrize("days, in_progress", [(1, None), (3, "2026-06-30")])
+def test_one_pass_over_a_level_finds_what_each_entity_finds_alone(days, in_progress, monkeypatch):
+    """detect_level (the assets' path) against detect_entity per entity, on a generated account with
+    injected anomalies, churned ads, a paused ad, budgets with an overspend, an ad with less than a
+    week of history, ads without a forest, several analysed days and a day in progress. Lower bars
+    than the defaults, so that many findings (and the forest's lower bar) are compared."""
+    monkeypatch.setattr(settings, "ANOMALY_Z_THRESHOLD", 3.0)
+    monkeypatch.setattr(settings, "ANOMALY_Z_THRESHOLD_WITH_MODEL", 2.0)
+    raw = generate_account(n_campaigns=2, adsets_per_campaign=3, ads_per_adset=4, days=75, end_date=REF.date(),
+                           seed=5, churn=True, inject_anomalies=True).insights
+    raw["date"] = pd.to_datetime(raw["date"])
+    newcomer = raw.loc[raw["ad_id"] == raw["ad_id"].iloc[0]].tail(4).assign(ad_id="new_ad")
+    raw = pd.concat([raw, newcomer], ignore_index=True)
+    metrics = daily_metrics(raw.rename(columns={"ad_id": "entity_id"}))
+    ids = sorted(metrics["entity_id"].unique())
+    statuses = {ids[1]: "PAUSED", ids[2]: None}
+    last_spend = metrics.loc[metrics["date"] == REF].set_index("entity_id")["spend"]
+    budgets = {e: float(last_spend.get(e, 10.0)) / 2.0 for e in ids[:6]} | {"new_ad": 1.0}
+    history, _ = history_window(metrics, REF, days)
+    forests = {e: fit_entity_forest(rows) for e, rows in history.groupby("entity_id") if len(rows) >= 14 and e != ids[3]}
+
+    alone = [detect_entity(e, rows.reset_index(drop=True), REF, forest=forests.get(e), status=statuses.get(e, "ACTIVE"),
+                           daily_budget=budgets.get(e), days_to_analyze=days, in_progress_from=in_progress)
+             for e, rows in metrics.groupby("entity_id")]
+    keys = ["entity_id", "anomaly_date", "metric"]
+    alone = pd.concat([f for f in alone if len(f)], ignore_index=True).sort_values(keys, ignore_index=True)
+    together = detect_level(metrics, REF, forests=forests, statuses=statuses, budgets=budgets, days_to_analyze=days,
+                            in_progress_from=in_progress).sort_values(keys, ignore_index=True)
+    assert len(alone) >= 10 and {"statistical", "structural"} <= set(alone["kind"])
+    assert "robust_z+isolation_forest" in set(alone["method"])  # the forest lowered the bar
+    assert "new_ad" in set(alone["entity_id"])  # overspend judged without a week of history
+    pd.testing.assert_frame_equal(alone, together, check_dtype=False, rtol=1e-9)

@@ -1,6 +1,8 @@
 """Anomalies: ``{level}_isolation_forest_models`` (one Isolation Forest per entity, through the
 model IO manager) and ``{level}_anomalies`` (into ml_anomalies for the analysed days)."""
 
+import time
+
 import dagster as dg
 import pandas as pd
 from pydantic import Field
@@ -12,11 +14,11 @@ from ads_ml.defs.automation import on_account_cron, on_fresh_inputs, on_fresh_in
 from ads_ml.defs.common import LEVELS, OWNERS, database_retry_policy, entity_names, markdown_table, no_data_metadata, with_names
 from ads_ml.defs.io_managers import model_asset_metadata, stored_as
 from ads_ml.defs.partitions import ad_account_partitions
-from ads_ml.defs.resources import DatabaseResource, FanoutResource
-from ads_ml.ml.anomalies import ANOMALY_COLUMNS, daily_metrics, detect_task, fit_entity_forest, fit_task, history_window
+from ads_ml.defs.resources import DatabaseResource
+from ads_ml.ml.anomalies import daily_metrics, detect_level, fit_entity_forest, history_window
 
 MODEL_NAME = "isolation_forest"
-MODEL_TYPE = "sklearn.ensemble.IsolationForest"
+MODEL_TYPE = "isotree.IsolationForest"
 
 
 class DetectionConfig(dg.Config):
@@ -47,10 +49,10 @@ def build_models_asset(level: str) -> dg.AssetsDefinition:
             "contamination 0.05, 100 trees); a model file and an ml_trained_models row each."
         ),
     )
-    def _models(context: dg.AssetExecutionContext, insights: LevelInsights, fanout: FanoutResource) -> list:
+    def _models(context: dg.AssetExecutionContext, insights: LevelInsights) -> list:
         ref = pd.Timestamp(insights.reference_date)
-        items = []
-        too_short = 0
+        forests, too_short, failed = {}, 0, {}
+        started = time.perf_counter()
         for entity, rows in _metrics_by_entity(insights).items():
             # the window detection compares the analysed day with; the analysed day itself is not
             # "normal" to learn from
@@ -58,10 +60,12 @@ def build_models_asset(level: str) -> dg.AssetsDefinition:
             if len(history) < settings.ANOMALY_MIN_SAMPLES:
                 too_short += 1
                 continue
-            items.append((entity, history))
-        result = fanout.run(fit_task, items, label=f"{level} isolation forests", log=context.log)
-        for entity, error in result.errors.items():
-            context.log.error(f"isolation forest of {entity} failed: {error}")
+            try:
+                forests[entity] = fit_entity_forest(history)
+            except Exception as exc:  # noqa: BLE001 - one entity's bad history is data, not a failed run
+                failed[entity] = f"{type(exc).__name__}: {exc}"
+                context.log.error(f"isolation forest of {entity} failed: {failed[entity]}")
+        seconds = time.perf_counter() - started
         artifacts = [
             ModelArtifact(
                 name=MODEL_NAME, model_type=MODEL_TYPE, entity_type=level, entity_id=entity, model=forest,
@@ -72,15 +76,14 @@ def build_models_asset(level: str) -> dg.AssetsDefinition:
                          "contamination": settings.ANOMALY_CONTAMINATION,
                          "first_date": forest.first_date, "last_date": forest.last_date},
             )
-            for entity, forest in sorted(result.results.items())
+            for entity, forest in sorted(forests.items())
         ]
         context.add_output_metadata({
             **no_data_metadata(insights.has_data, insights.account_id),
             "models": len(artifacts),
             "skipped_too_little_history": too_short,
-            "failed": len(result.errors),
-            "seconds": round(result.seconds, 1),
-            "backend": result.backend,
+            "failed": len(failed),
+            "seconds": round(seconds, 2),
             "reference_date": insights.reference_date.isoformat(),
         })
         return artifacts
@@ -112,34 +115,33 @@ def build_anomalies_asset(level: str) -> dg.AssetsDefinition:
         insights: LevelInsights,
         models: dict,
         database: DatabaseResource,
-        fanout: FanoutResource,
     ) -> pd.DataFrame:
         ref = pd.Timestamp(insights.reference_date)
         entities = insights.entities.set_index(insights.entities["entity_id"].astype(str))
         in_progress_from = account_today(database.engine(), insights.account_id)
-        items = []
         unreadable = getattr(models, "skipped", {})  # files refused (corrupted, tampered, old format)
-        rebuilt = []
-        for entity, rows in _metrics_by_entity(insights).items():
-            history, _analysed = history_window(rows, ref, config.days_to_analyze)
-            if history.empty:
-                continue
+        metrics = daily_metrics(insights.daily)
+        history, _analysed = history_window(metrics, ref, config.days_to_analyze)
+        checked = sorted(history["entity_id"].unique())  # entities with some history to compare with
+        forests, rebuilt = {}, []
+        for entity in checked:
             stored: StoredModel | None = models.get(entity)
-            if stored is None and entity in unreadable and len(history) >= settings.ANOMALY_MIN_SAMPLES:
-                # the same forest the training asset would store, fitted for this run
-                stored = StoredModel(0, "", "", 0, insights.account_id, level, entity, "", {}, [], {}, "REBUILT", None,
-                                     model=fit_entity_forest(history))
-                rebuilt.append(entity)
-            status = entities["status"].get(entity, "ACTIVE")
-            budget = entities["daily_budget"].get(entity) if "daily_budget" in entities else None
-            budget = None if budget is None or pd.isna(budget) else float(budget)
-            items.append((entity, (entity, rows, ref, stored.model if stored else None, status, budget, config.days_to_analyze,
-                                    in_progress_from)))
-        result = fanout.run(detect_task, items, label=f"{level} detections", log=context.log)
-        for entity, error in result.errors.items():
-            context.log.error(f"detection for {entity} failed: {error}")
-        frames = [f for f in result.results.values() if len(f)]
-        found = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=ANOMALY_COLUMNS)
+            if stored is not None:
+                forests[entity] = stored.model
+            elif entity in unreadable:
+                own = history.loc[history["entity_id"] == entity]
+                if len(own) >= settings.ANOMALY_MIN_SAMPLES:  # the forest the training asset would store
+                    forests[entity] = fit_entity_forest(own)
+                    rebuilt.append(entity)
+        budgets = pd.to_numeric(entities["daily_budget"], errors="coerce") if "daily_budget" in entities else pd.Series(dtype=float)
+        started = time.perf_counter()
+        found = detect_level(
+            metrics.loc[metrics["entity_id"].isin(checked)], ref, forests=forests,
+            statuses=entities["status"].to_dict() if "status" in entities else {},
+            budgets={e: float(b) for e, b in budgets.items() if pd.notna(b)},
+            days_to_analyze=config.days_to_analyze, in_progress_from=in_progress_from,
+        )
+        seconds = time.perf_counter() - started
         first_day = (ref - pd.Timedelta(days=config.days_to_analyze - 1)).date()
         rows = [
             {"account_id": insights.account_id, "entity_type": level, **r} for r in found.to_dict("records")
@@ -153,8 +155,9 @@ def build_anomalies_asset(level: str) -> dg.AssetsDefinition:
         context.add_output_metadata({
             **no_data_metadata(insights.has_data, insights.account_id),
             "anomalies": len(found),
-            "entities_checked": len(items),
-            "entities_with_model": sum(1 for _e, p in items if p[3] is not None),
+            "entities_checked": len(checked),
+            "entities_with_model": len(forests),
+            "seconds": round(seconds, 2),
             "window": f"{first_day} .. {ref.date()}",
             "day_in_progress": (in_progress_from.isoformat() if in_progress_from <= ref.date() else "none")
             + " (judged only for excess spend / CPM / frequency and overspend)",
@@ -163,7 +166,6 @@ def build_anomalies_asset(level: str) -> dg.AssetsDefinition:
             "top_anomalies": dg.MetadataValue.md(markdown_table(with_names(
                 top[["entity_id", "anomaly_date", "metric", "observed_value", "expected_value", "deviation_score", "severity", "method"]]
                 if len(top) else top, entity_names(insights.entities)), max_rows=15)),
-            "failed": len(result.errors),
             "models_unreadable": dg.MetadataValue.json(unreadable),
             "models_rebuilt_for_this_run": len(rebuilt),
         })
