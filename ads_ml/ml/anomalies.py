@@ -505,7 +505,7 @@ def detect_level(
             "severity": [_severity(v) for v in zs],
             "method": np.where(model_flags[keep], "robust_z+isolation_forest", "robust_z"), "kind": "statistical",
         }))
-    found += _level_structural(metrics, history, analysed, hist_days, partial, statuses, budgets)
+    found += _level_structural(history, analysed, hist_days, partial, statuses, budgets)
     frame = pd.concat([f for f in found if len(f)], ignore_index=True) if any(len(f) for f in found) else \
         pd.DataFrame(columns=ANOMALY_COLUMNS)
     frame["_rank"] = (frame["kind"] != "structural").astype(int)
@@ -628,7 +628,7 @@ def _level_scores(history: pd.DataFrame, analysed: pd.DataFrame, metric: str) ->
     return expected, np.where(spread > 0, z, nan)
 
 
-def _level_structural(metrics, history, analysed, hist_days, partial, statuses, budgets) -> list[pd.DataFrame]:  # noqa: ANN001
+def _level_structural(history, analysed, hist_days, partial, statuses, budgets) -> list[pd.DataFrame]:  # noqa: ANN001
     """Structural findings: a cheap vectorised screen for candidate entities (overspend, no
     delivery, spend without leads where leads are usual), then :func:`_structural` per candidate."""
     entity = analysed["entity_id"]
@@ -646,14 +646,16 @@ def _level_structural(metrics, history, analysed, hist_days, partial, statuses, 
     if not len(candidates):
         return []
     found = []
-    for entity_id, rows in metrics.loc[metrics["entity_id"].isin(candidates)].groupby("entity_id", sort=True):
-        rows = rows.reset_index(drop=True)
-        own_history = history.loc[history["entity_id"] == entity_id]
-        own = analysed.loc[entity == entity_id]
-        own_partial = partial[(entity == entity_id).to_numpy()]
+    pick = analysed["entity_id"].isin(candidates).to_numpy()
+    own_analysed = dict(iter(analysed.loc[pick].groupby("entity_id", sort=True)))
+    histories = dict(iter(history.loc[history["entity_id"].isin(candidates)].groupby("entity_id")))
+    empty = history.iloc[0:0]
+    for entity_id, own in own_analysed.items():
+        own_history = histories.get(entity_id, empty)
         status, daily_budget = statuses.get(entity_id, "ACTIVE"), budgets.get(entity_id)
         if len(own_history) >= 7:
-            items = _structural(entity_id, own_history, own.reset_index(drop=True), status, daily_budget, partial=own_partial)
+            items = _structural(entity_id, own_history, own.reset_index(drop=True), status, daily_budget,
+                                partial=partial[own.index.to_numpy()])  # analysed has a RangeIndex
         elif daily_budget:
             items = _structural(entity_id, own_history, own.reset_index(drop=True), status, daily_budget, budget_only=True)
         else:
