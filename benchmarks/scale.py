@@ -26,18 +26,12 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from benchmarks.bench_foundation import _vm_hwm_mb
+
 END = dt.date(2026, 6, 30)
 ACCOUNT = "act_scale"
 STEPS = ("insights", "features", "tier_classifier", "transfer_classifier", "classifications", "isolation_forest_models",
          "anomalies", "ensemble_weights", "forecasts", "recommendations")
-
-
-def _vm_hwm_mb() -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def _run(ads: int, workdir: str, database_url: str | None, queue: mp.Queue) -> None:

@@ -26,11 +26,6 @@ class DetectionConfig(dg.Config):
                                  description="Days, ending at the reference date, checked by this run.")
 
 
-def _metrics_by_entity(insights: LevelInsights) -> dict[str, pd.DataFrame]:
-    metrics = daily_metrics(insights.daily)
-    return {str(e): rows.reset_index(drop=True) for e, rows in metrics.groupby("entity_id", sort=True)}
-
-
 def build_models_asset(level: str) -> dg.AssetsDefinition:
     @dg.asset(
         retry_policy=database_retry_policy(),
@@ -51,14 +46,16 @@ def build_models_asset(level: str) -> dg.AssetsDefinition:
     )
     def _models(context: dg.AssetExecutionContext, insights: LevelInsights) -> list:
         ref = pd.Timestamp(insights.reference_date)
-        forests, too_short, failed = {}, 0, {}
+        forests, failed = {}, {}
         started = time.perf_counter()
-        for entity, rows in _metrics_by_entity(insights).items():
-            # the window detection compares the analysed day with; the analysed day itself is not
-            # "normal" to learn from
-            history, _analysed = history_window(rows, ref, settings.ANOMALY_DAYS_TO_ANALYZE)
+        metrics = daily_metrics(insights.daily)
+        # the window detection compares the analysed day with; the analysed day itself is not
+        # "normal" to learn from
+        histories, _analysed = history_window(metrics, ref, settings.ANOMALY_DAYS_TO_ANALYZE)
+        days = histories.groupby("entity_id").size().reindex(metrics["entity_id"].unique(), fill_value=0)
+        too_short = int((days < settings.ANOMALY_MIN_SAMPLES).sum())
+        for entity, history in histories.groupby("entity_id", sort=True):
             if len(history) < settings.ANOMALY_MIN_SAMPLES:
-                too_short += 1
                 continue
             try:
                 forests[entity] = fit_entity_forest(history)
