@@ -55,10 +55,13 @@ def test_tuning_weights_and_forecasts(dagster_instance, engine, account):
     assert len(leads) > 0
 
     weights = _rows(engine, "select * from ml_ensemble_weights")
-    assert len(weights) == 3 * 3 * len(settings.FORECAST_METHODS)  # levels × metrics × methods
+    # levels × metrics × each level's methods
+    assert len(weights) == 3 * sum(len(settings.forecast_methods(level)) for level in ("campaign", "adset", "ad"))
     sums = weights.groupby(["entity_type", "metric"])["weight"].sum()
     assert ((sums - 1.0).abs() < 1e-9).all()
-    assert set(weights["method"]) == {"ema", "linear", "prophet", "ets", "theta", "swa"}
+    for level in ("campaign", "adset", "ad"):
+        assert set(weights.loc[weights["entity_type"] == level, "method"]) == set(settings.forecast_methods(level))
+    assert (weights.loc[weights["method"] == "prophet", "weight"] > 0).all()
 
     forecasts = _rows(engine, "select * from ml_forecasts")
     assert set(forecasts["method"]) == {"ensemble", "seasonal_naive"}

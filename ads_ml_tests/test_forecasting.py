@@ -116,10 +116,10 @@ def test_cpl_series_is_trailing_and_missing_without_leads():
         "leads": [0, 0, 2, 0, 0, 0, 0, 0, 0, 0],
     })
     cpl = metric_series(daily, "cpl")
-    assert np.isnan(cpl.iloc[0]) and np.isnan(cpl.iloc[1])
-    assert cpl.iloc[2] == pytest.approx(15.0)  # 30 spent over the 3 days, 2 leads
-    assert cpl.iloc[8] == pytest.approx(35.0)  # 70 over the last 7 days, still the 2 leads
-    assert np.isnan(cpl.iloc[9])  # the lead has left the 7-day window
+    assert cpl.index[0] == pd.Timestamp("2026-03-03")  # a CPL's history begins with its first lead
+    assert cpl.iloc[0] == pytest.approx(15.0)  # 30 spent over the 3 days, 2 leads
+    assert cpl.iloc[6] == pytest.approx(35.0)  # 70 over the last 7 days, still the 2 leads
+    assert np.isnan(cpl.iloc[7])  # the lead has left the 7-day window
     assert metric_series(daily, "leads").sum() == 2
     out = forecast_task({"cpl": (cpl, None, equal_weights(["ema", "linear", "prophet"]))})
     assert out == {}  # no lead in the last week: no CPL to extend
@@ -155,3 +155,108 @@ def test_seasonal_window_average_averages_each_weekday_over_four_weeks():
     np.testing.assert_allclose(forecast.value, expected)
     # its interval comes from the same average's one-day errors: ±1 noise, a narrow band
     assert ((forecast.upper - forecast.value) < 5).all() and ((forecast.value - forecast.lower) > 0).all()
+
+
+# --- one pass over a level equals the per-entity reading ----------------------------------------
+
+
+def _level_daily(entities: int = 24, seed: int = 1) -> tuple[pd.DataFrame, pd.Timestamp]:
+    """Entities with late starts, stops, paused days, quiet and busy volumes and one-off spikes."""
+    rng = np.random.default_rng(seed)
+    end = pd.Timestamp("2026-06-30")
+    rows = []
+    for e in range(entities):
+        start = int(rng.integers(0, 80)) if e % 3 else 0
+        stop = 90 if e % 5 else int(rng.integers(start + 1, 90))
+        rate = [0.3, 2.0, 8.0, 40.0][e % 4]
+        for d in range(start, 90):
+            spend = float(rng.gamma(3, 10)) if d < stop and rng.random() > 0.05 else 0.0
+            if e % 7 == 0 and d == 60:
+                spend *= 8
+            rows.append({"entity_id": f"e{e}", "date": end - pd.Timedelta(days=89 - d), "spend": spend,
+                         "leads": float(rng.poisson(rate)) if spend > 0 else 0.0})
+    return pd.DataFrame(rows), end
+
+
+@pytest.mark.parametrize("metric", ["spend", "leads", "cpl"])
+def test_the_level_matrix_and_its_vectorised_methods_equal_the_per_entity_ones(metric):
+    from ads_ml.ml import forecasting as F
+
+    daily, end = _level_daily(60)
+    matrix = F.series_matrix(daily, metric, end)
+    series = {e: metric_series(rows, metric, end) for e, rows in daily.groupby("entity_id")}
+    assert set(matrix.index) == {e for e, s in series.items() if len(s)}
+    for entity in matrix.index:
+        np.testing.assert_allclose(F.row_series(matrix, entity).to_numpy(), series[entity].to_numpy(), rtol=1e-9)
+    enough = [e for e in matrix.index if series[e].notna().sum() >= 7]
+    clean = F.clean_outliers_matrix(matrix.loc[enough])
+    pairs = [(F.ema_matrix, F.forecast_ema), (F.linear_matrix, F.forecast_linear),
+             (F.seasonal_window_average_matrix, forecast_seasonal_window_average)]
+    for vectorised, per_entity in pairs:
+        level = vectorised(clean, 7)
+        for i, entity in enumerate(enough):
+            cleaned = clean_outliers(series[entity])
+            np.testing.assert_allclose(F.row_series(clean, entity).to_numpy(), cleaned.to_numpy(), rtol=1e-9)
+            one = per_entity(cleaned, 7)
+            for part in ("value", "lower", "upper"):
+                np.testing.assert_allclose(getattr(level.row(i), part), getattr(one, part), rtol=1e-7, atol=1e-9,
+                                           err_msg=f"{per_entity.__name__} {entity} {part}")
+    naive = F.seasonal_naive_matrix(matrix.loc[enough], 7)
+    for i, entity in enumerate(enough):
+        one = F.forecast_seasonal_naive(series[entity], 7)
+        np.testing.assert_allclose(naive.row(i).value, one.value, rtol=1e-9)
+        np.testing.assert_allclose(naive.row(i).upper, one.upper, rtol=1e-7)
+
+
+@pytest.mark.parametrize("metric", ["spend", "cpl"])
+def test_level_validation_weights_and_forecasts_equal_the_per_entity_path(metric):
+    """Every method (Prophet, ETS and Theta row by row included), the pooled weights, each entity's
+    validation and its ensemble forecast: as the per-entity functions compute them."""
+    from ads_ml.ml import forecasting as F
+
+    daily, end = _level_daily(16, seed=2)
+    matrix = F.series_matrix(daily, metric, end)
+    series = {e: metric_series(rows, metric, end) for e, rows in daily.groupby("entity_id")}
+    actual, predicted = F.level_validation(matrix)
+    calibration = F.calibrate(actual, predicted, int(F.history_days(matrix).max()))
+    validated = {e: v for e in matrix.index if (v := validation_forecasts(series[e])) is not None}
+    assert set(validated) == set(actual.index) and len(validated) >= 8
+    name = "mape" if all(error_metric_for(a) == "mape" for a, _p in validated.values()) else "mae"
+    assert calibration.error_metric == name
+    methods = ["ema", "linear", "prophet", "ets", "theta", "swa"]
+    mean_errors = {m: np.mean([forecast_error(a, p[m], name) for a, p in validated.values() if m in p]) for m in methods}
+    expected = inverse_error_weights(mean_errors)
+    assert calibration.weights == pytest.approx(expected, rel=1e-6)  # ETS / Prophet optimiser noise
+    checks = calibration.per_entity.set_index("entity_id")
+    for entity, (a, p) in validated.items():
+        assert checks.loc[entity, "ensemble_error"] == pytest.approx(
+            forecast_error(a, ensemble_prediction(p, expected), error_metric_for(a)), rel=1e-6)
+        assert checks.loc[entity, "baseline_error"] == pytest.approx(forecast_error(a, p[BASELINE], error_metric_for(a)), rel=1e-6)
+
+    level = F.level_forecasts(matrix, calibration.weights)
+    one_by_one = {e: out[metric] for e in matrix.index
+                  if metric in (out := forecast_task({metric: (series[e], None, calibration.weights)}))}
+    assert list(level["ensemble"].entities) == sorted(one_by_one) and len(one_by_one) >= 8
+    for i, entity in enumerate(level["ensemble"].entities):
+        for method in ("ensemble", BASELINE):
+            np.testing.assert_allclose(level[method].row(i).value, one_by_one[entity][method].value, rtol=1e-6)
+            # Prophet's interval is a simulation (same seed): equal up to its float noise
+            np.testing.assert_allclose(level[method].row(i).upper, one_by_one[entity][method].upper, rtol=1e-6)
+
+
+def test_a_level_forecast_runs_only_the_methods_asked_for(monkeypatch):
+    from ads_ml import settings
+    from ads_ml.ml import forecasting as F
+
+    daily, end = _level_daily(8, seed=3)
+    matrix = F.series_matrix(daily, "spend", end)
+    calls = []
+    level = F.level_method_forecasts(matrix, 7, methods=("ema", "prophet"),
+                                     map_rows=lambda fn, items: calls.append(len(items)) or {k: fn(p) for k, p in items})
+    assert set(level) == {"ema", "prophet", BASELINE} and calls == [int((matrix.notna().sum(axis=1) >= 14).sum())]
+    assert F.level_method_forecasts(matrix, 7, methods=("ema", "swa"), map_rows=lambda fn, items: pytest.fail("no row method"))
+    monkeypatch.setenv("ADS_ML_FORECAST_METHODS_AD", "ema, Prophet,ema")
+    assert settings.forecast_methods("ad") == ("ema", "prophet")
+    monkeypatch.setenv("ADS_ML_FORECAST_METHODS_AD", "ema,arima")
+    with pytest.raises(ValueError, match="ADS_ML_FORECAST_METHODS_AD.*arima"):
+        settings.forecast_methods("ad")

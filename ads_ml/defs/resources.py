@@ -86,6 +86,19 @@ class FanoutResource(dg.ConfigurableResource):
             label=label,
         )
 
+    def mapper(self, *, label: str, log, errors: dict):  # noqa: ANN001, ANN201
+        """``map_rows`` for the ML's one-pass level functions: ``fn`` over ``(key, payload)`` items by
+        :meth:`run` (chunks of many entities per worker task); each entity's failure is logged and
+        kept in ``errors``, the others' results returned."""
+        def run(fn, items):  # noqa: ANN001, ANN202
+            result = self.run(fn, items, label=label, log=log)
+            for key, error in result.errors.items():
+                log.error(f"{label}: {key} failed: {error}")
+            errors.update(result.errors)
+            return result.results
+
+        return run
+
 
 
 def steps_per_run() -> int:

@@ -3,6 +3,7 @@ daily) and ``{level}_forecasts`` (7 days of CPL, leads and spend per entity, int
 
 import base64
 import io
+import time
 
 import dagster as dg
 import numpy as np
@@ -20,14 +21,14 @@ from ads_ml.defs.partitions import ad_account_partitions
 from ads_ml.defs.resources import DatabaseResource, FanoutResource, ModelStoreResource
 from ads_ml.ml.forecasting import (
     BASELINE,
+    calibrate,
     equal_weights,
-    ensemble_prediction,
-    error_metric_for,
-    forecast_error,
-    forecast_task,
-    inverse_error_weights,
+    history_days,
+    level_forecasts,
+    level_validation,
     metric_series,
-    validation_task,
+    row_series,
+    series_matrix,
 )
 from ads_ml.ml.prophet_tuning import TuningResult, tune_or_skip
 
@@ -132,6 +133,11 @@ def build_prophet_params_asset(level: str) -> dg.AssetsDefinition:
     return _prophet_params
 
 
+def _params_for(params: dict, metric: str) -> dict:
+    """``{entity: Prophet params}`` of one metric out of :func:`load_prophet_params`' rows."""
+    return {entity: p for (entity, m), p in params.items() if m == metric}
+
+
 def build_ensemble_weights_asset(level: str) -> dg.AssetsDefinition:
     @dg.asset(
         retry_policy=database_retry_policy(),
@@ -145,9 +151,11 @@ def build_ensemble_weights_asset(level: str) -> dg.AssetsDefinition:
         kinds={"pandas", "sql"},
         owners=OWNERS,
         description=(
-            f"Ensemble weights ({', '.join(settings.FORECAST_METHODS)}) per metric for the account's {level}s: each method "
-            "forecasts the last 14 days from the rest; w ∝ 1/(error + 1) with MAPE, or MAE where actuals "
-            "are zero; equal weights with ≤ 21 days of history. Also the seasonal-naive baseline's error."
+            f"Ensemble weights ({', '.join(settings.FORECAST_METHODS_BY_LEVEL[level])} by default; "
+            f"ADS_ML_FORECAST_METHODS_{level.upper()}) per metric for the account's {level}s: each method "
+            "forecasts the last 14 days from the rest, for all entities in one pass over the level's "
+            "entity × day matrix; w ∝ 1/(error + 1) with MAPE, or MAE where actuals are zero; equal "
+            "weights with ≤ 21 days of history. Also the seasonal-naive baseline's error."
         ),
     )
     def _ensemble_weights(
@@ -157,56 +165,43 @@ def build_ensemble_weights_asset(level: str) -> dg.AssetsDefinition:
         fanout: FanoutResource,
     ) -> EnsembleCalibration:
         engine = database.engine()
+        methods = settings.forecast_methods(level)
         params = load_prophet_params(engine, insights.account_id, level)
         recent = pd.Timestamp(insights.reference_date) - pd.Timedelta(days=7)
         active = set(insights.daily.loc[(insights.daily["date"] > recent) & (insights.daily["spend"] > 0), "entity_id"].astype(str))
-        weights, metrics_used, pooled, per_entity, rows = {}, {}, {}, [], []
+        end = pd.Timestamp(insights.reference_date)
+        weights, metrics_used, pooled, per_entity, rows, failed = {}, {}, {}, [], [], {}
         for metric in settings.FORECAST_METRICS:
-            series = {e: s for e, s in entity_series(insights, metric).items() if e in active}
-            items = [(e, (s, params.get((e, metric)))) for e, s in series.items()]
-            result = fanout.run(validation_task, items, label=f"{level} {metric} validations", log=context.log)
-            validated = {e: v for e, v in result.results.items() if v is not None}
-            history = max((len(s) for s in series.values()), default=0)
-            # One error metric for the pooled weights: MAPE unless some actual is zero.
-            metric_name = "mape" if validated and all(error_metric_for(a) == "mape" for a, _p in validated.values()) else "mae"
-            methods = [*settings.FORECAST_METHODS, BASELINE]
-            errors = {m: [] for m in methods}
-            for actual, predicted in validated.values():
-                for m in methods:
-                    if m in predicted:
-                        errors[m].append(forecast_error(actual, predicted[m], metric_name))
-            mean_errors = {m: float(np.mean(v)) if v else None for m, v in errors.items()}
-            if history <= settings.ENSEMBLE_VALIDATION_DAYS + 7 or not validated:
-                w = equal_weights(settings.FORECAST_METHODS)
-            else:
-                w = inverse_error_weights({m: mean_errors[m] for m in settings.FORECAST_METHODS})
-            weights[metric], metrics_used[metric], pooled[metric] = w, metric_name, mean_errors
-            for entity, (actual, predicted) in validated.items():
-                entity_metric = error_metric_for(actual)
-                ensemble_error = forecast_error(actual, ensemble_prediction(predicted, w), entity_metric)
-                baseline_error = forecast_error(actual, predicted[BASELINE], entity_metric)
-                per_entity.append({"entity_id": entity, "metric": metric, "error_metric": entity_metric,
-                                   "ensemble_error": ensemble_error, "baseline_error": baseline_error,
-                                   "beat_baseline": ensemble_error < baseline_error})
-            for method in settings.FORECAST_METHODS:
+            matrix = series_matrix(insights.daily, metric, end)
+            matrix = matrix.loc[matrix.index.isin(active)]
+            actual, predicted = level_validation(
+                matrix, _params_for(params, metric), methods=methods,
+                map_rows=fanout.mapper(label=f"{level} {metric} validations", log=context.log, errors=failed))
+            longest = int(history_days(matrix).max()) if len(matrix) else 0
+            calibration = calibrate(actual, predicted, longest, methods)
+            weights[metric], metrics_used[metric], pooled[metric] = (
+                calibration.weights, calibration.error_metric, calibration.mean_errors)
+            per_entity.append(calibration.per_entity.assign(metric=metric))
+            for method in methods:
                 rows.append({"account_id": insights.account_id, "entity_type": level, "metric": metric,
-                             "method": method, "weight": w[method], "validation_error": mean_errors.get(method),
-                             "error_metric": metric_name, "baseline_error": mean_errors.get(BASELINE),
-                             "n_entities": len(validated), "reference_date": insights.reference_date})
-            for entity, error in result.errors.items():
-                context.log.error(f"validation of {entity} {metric} failed: {error}")
+                             "method": method, "weight": calibration.weights[method],
+                             "validation_error": calibration.mean_errors.get(method),
+                             "error_metric": calibration.error_metric, "baseline_error": calibration.mean_errors.get(BASELINE),
+                             "n_entities": len(actual), "reference_date": insights.reference_date})
+        entity_frame = pd.concat(per_entity, ignore_index=True) if per_entity else pd.DataFrame()
         replace_calibration(engine, insights.account_id, level, rows, [
             {"account_id": insights.account_id, "entity_type": level, "reference_date": insights.reference_date, **r}
-            for r in per_entity
+            for r in entity_frame.to_dict("records")
         ])
         table = pd.DataFrame(rows)[["metric", "method", "weight", "validation_error", "error_metric", "baseline_error", "n_entities"]]
-        entity_frame = pd.DataFrame(per_entity)
         beat = entity_frame.groupby("metric")["beat_baseline"].mean().to_dict() if len(entity_frame) else {}
         context.add_output_metadata({
             **no_data_metadata(insights.has_data, insights.account_id),
-            "weights": dg.MetadataValue.md(markdown_table(table, max_rows=12, decimals=3)),
+            "weights": dg.MetadataValue.md(markdown_table(table, max_rows=3 * len(methods), decimals=3)),
+            "methods": ", ".join(methods),
             "share_beating_seasonal_naive": dg.MetadataValue.json({k: round(float(v), 3) for k, v in beat.items()}),
             "entities_validated": len(entity_frame["entity_id"].unique()) if len(entity_frame) else 0,
+            "failed": len(failed),
         })
         return EnsembleCalibration(insights.reference_date, weights, metrics_used, pooled, entity_frame)
 
@@ -226,9 +221,10 @@ def build_forecasts_asset(level: str) -> dg.AssetsDefinition:
         kinds={"prophet", "sql"},
         owners=OWNERS,
         description=(
-            f"7-day forecasts of CPL, leads and spend per {level}: the weighted ensemble of EMA, linear "
-            "trend, Prophet (tuned params), AutoETS, AutoTheta and the seasonal window average, fitted "
-            "without one-off outliers, with 95 % intervals, never negative, and the seasonal-naive "
+            f"7-day forecasts of CPL, leads and spend per {level}: the weighted ensemble of "
+            f"{', '.join(settings.FORECAST_METHODS_BY_LEVEL[level])} by default (Prophet with its tuned "
+            "params), fitted without one-off outliers, for all entities in one pass over the level's "
+            "entity × day matrix, with 95 % intervals, never negative, and the seasonal-naive "
             "baseline, each day marked with whether the ensemble beat the baseline on validation."
         ),
     )
@@ -240,52 +236,61 @@ def build_forecasts_asset(level: str) -> dg.AssetsDefinition:
         fanout: FanoutResource,
     ) -> pd.DataFrame:
         engine = database.engine()
+        methods = settings.forecast_methods(level)
         params = load_prophet_params(engine, insights.account_id, level)
-        by_metric = {m: entity_series(insights, m) for m in settings.FORECAST_METRICS}
-        entities = sorted(by_metric["spend"])
-        items = [
-            (e, {m: (by_metric[m][e], params.get((e, m)), calibration.weights.get(m, equal_weights(settings.FORECAST_METHODS)))
-                 for m in settings.FORECAST_METRICS})
-            for e in entities
-        ]
-        result = fanout.run(forecast_task, items, label=f"{level} forecasts", log=context.log)
-        validation = calibration.per_entity.set_index(["entity_id", "metric"]) if len(calibration.per_entity) else None
-        rows = []
-        for entity, by_method in result.results.items():
-            for metric, forecasts in by_method.items():
-                check = validation.loc[(entity, metric)] if validation is not None and (entity, metric) in validation.index else None
-                for method, forecast in forecasts.items():
-                    for day, value, low, high in zip(forecast.dates, forecast.value, forecast.lower, forecast.upper):
-                        rows.append({
-                            "account_id": insights.account_id, "entity_type": level, "entity_id": entity,
-                            "metric": metric, "forecast_date": day.date(), "predicted_value": float(value),
-                            "lower_bound": float(low), "upper_bound": float(high), "method": method,
-                            "reference_date": insights.reference_date,
-                            "beat_baseline": None if check is None else bool(check["beat_baseline"]),
-                            "validation_error": None if check is None else float(check["ensemble_error" if method == "ensemble" else "baseline_error"]),
-                            "baseline_error": None if check is None else float(check["baseline_error"]),
-                            "error_metric": None if check is None else check["error_metric"],
-                        })
+        end = pd.Timestamp(insights.reference_date)
+        started = time.perf_counter()
+        matrices = {m: series_matrix(insights.daily, m, end) for m in settings.FORECAST_METRICS}
+        checks = calibration.per_entity.rename(columns={"ensemble_error": "ensemble_validation_error"})
+        parts, failed, ensembles = [], {}, {}
+        for metric, matrix in matrices.items():
+            weights = calibration.weights.get(metric) or equal_weights(methods)
+            forecasts = level_forecasts(matrix, weights, _params_for(params, metric), methods=methods,
+                                        map_rows=fanout.mapper(label=f"{level} {metric} forecasts", log=context.log, errors=failed))
+            if forecasts:
+                ensembles[metric] = forecasts["ensemble"]
+            for method, forecast in forecasts.items():
+                n, horizon = forecast.value.shape
+                parts.append(pd.DataFrame({
+                    "entity_id": np.repeat(forecast.entities.astype(str).to_numpy(), horizon), "metric": metric,
+                    "forecast_date": np.tile(forecast.dates.date, n), "predicted_value": forecast.value.ravel(),
+                    "lower_bound": forecast.lower.ravel(), "upper_bound": forecast.upper.ravel(), "method": method,
+                }))
+        frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=[
+            "entity_id", "metric", "forecast_date", "predicted_value", "lower_bound", "upper_bound", "method"])
+        if len(checks):
+            frame = frame.merge(checks[["entity_id", "metric", "beat_baseline", "ensemble_validation_error", "baseline_error", "error_metric"]],
+                                on=["entity_id", "metric"], how="left")
+            frame["validation_error"] = frame["ensemble_validation_error"].where(frame["method"] == "ensemble", frame["baseline_error"])
+            frame = frame.drop(columns="ensemble_validation_error")
+        else:
+            frame = frame.assign(beat_baseline=None, validation_error=None, baseline_error=None, error_metric=None)
+        frame = frame.assign(account_id=insights.account_id, entity_type=level, reference_date=insights.reference_date)
+        rows = frame.astype(object).where(frame.notna(), None).to_dict("records")
+        for row in rows:
+            if row["beat_baseline"] is not None:
+                row["beat_baseline"] = bool(row["beat_baseline"])
         replace_rows(engine, ForecastRow, {"account_id": insights.account_id, "entity_type": level}, rows)
-        for entity, error in result.errors.items():
-            context.log.error(f"forecast of {entity} failed: {error}")
-        frame = pd.DataFrame(rows)
-        skipped = len(entities) - len(result.results) - len(result.errors)
+        entities = matrices["spend"].index
+        forecast_entities = set().union(*(set(f.entities) for f in ensembles.values())) if ensembles else set()
         metadata = {
             **no_data_metadata(insights.has_data, insights.account_id),
-            "entities_forecast": len(result.results),
-            "failed": len(result.errors),
-            "skipped_too_little_history": skipped,
+            "entities_forecast": len(forecast_entities),
+            "failed": len(failed),
+            "skipped_too_little_history": int(len(set(entities) - forecast_entities)),
             "rows": len(frame),
-            "seconds": round(result.seconds, 1),
-            "backend": result.backend,
+            "methods": ", ".join(methods),
+            "seconds": round(time.perf_counter() - started, 1),
             "reference_date": insights.reference_date.isoformat(),
         }
         if len(frame):
             spend = insights.daily.groupby("entity_id")["spend"].sum().sort_values(ascending=False)
-            top = [str(e) for e in spend.index[:4] if str(e) in result.results]
+            top = [str(e) for e in spend.index[:4] if str(e) in forecast_entities]
             names = entity_names(insights.entities)
-            metadata["forecast_plot"] = dg.MetadataValue.md(_plot_markdown(by_metric, result.results, top, level, names))
+            by_metric = {m: {e: row_series(matrix, e) for e in top if e in matrix.index} for m, matrix in matrices.items()}
+            results = {e: {m: {"ensemble": f.row(list(f.entities).index(e))} for m, f in ensembles.items() if e in set(f.entities)}
+                       for e in top}
+            metadata["forecast_plot"] = dg.MetadataValue.md(_plot_markdown(by_metric, results, top, level, names))
             ensemble = frame.loc[frame["method"] == "ensemble"]
             preview = ensemble.loc[ensemble["entity_id"].isin(top)].pivot_table(
                 index=["entity_id", "forecast_date"], columns="metric", values="predicted_value")
