@@ -13,7 +13,13 @@ seasonal-naive baseline. Pure code: series in, small frames out.
 - Prophet runs in-process (:class:`~ads_ml.ml.prophet_fast.FastProphet`: Prophet's model and
   optimiser path, the same forecast without a CmdStan process per fit).
 - Ensemble: ``w ∝ 1 / (error + 1)``, weights summing to 1; equal when the history is at most
-  validation + 7 days.
+  validation + 7 days. Which methods each level uses: ``settings.forecast_methods(level)``.
+- Two readings of the same computation: per entity (:func:`method_forecasts`,
+  :func:`validation_forecasts`, :func:`forecast_task`: the plain statement of the rules) and one
+  pass over a level (:func:`series_matrix` → :func:`level_validation` / :func:`calibrate` /
+  :func:`level_forecasts`: every entity a row of one entity × day matrix, the vectorisable methods
+  computed for all rows at once, the per-series fits batched). The assets use the second; tests
+  assert both agree.
 """
 
 from __future__ import annotations
