@@ -97,7 +97,7 @@ def evaluate(volume: str, seed: int, arima: bool, seconds: dict) -> list[dict]:
                 row[name] = np.abs(np.clip(peer, 0, None) - truth_matrix).sum() / base
             short = F.history_days(matrix.loc[rows]) <= settings.ENSEMBLE_VALIDATION_DAYS + 7
             longest = int(F.history_days(matrix.loc[matrix.index.isin(active)]).max())
-            variants = {**VARIANTS, f"default ({level})": settings.FORECAST_METHODS_BY_LEVEL[level]}
+            variants = {**VARIANTS, "default of the level": settings.FORECAST_METHODS_BY_LEVEL[level]}
             for name, methods in variants.items():
                 weights = F.calibrate(actual, {m: p for m, p in predicted.items() if m in (*methods, F.BASELINE)},
                                       longest, methods).weights
