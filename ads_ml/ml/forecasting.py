@@ -73,14 +73,15 @@ def metric_series(daily: pd.DataFrame, metric: str, end: pd.Timestamp | None = N
     raise ValueError(f"unknown metric {metric!r}; expected cpl, leads or spend")
 
 
-def clean_outliers(series: pd.Series, window: int = settings.FORECAST_OUTLIER_WINDOW_DAYS,
-                   threshold: float = settings.FORECAST_OUTLIER_Z) -> pd.Series:
+def clean_outliers(series: pd.Series | pd.DataFrame, window: int = settings.FORECAST_OUTLIER_WINDOW_DAYS,
+                   threshold: float = settings.FORECAST_OUTLIER_Z) -> pd.Series | pd.DataFrame:
     """The series with one-off outliers replaced by the median of the ``window`` days before them:
     a day further than ``threshold`` robust standard deviations (inter-quartile range ÷ 1.349 of
     those days, at least 10 % of their median and at least √median — a count's Poisson spread,
     which keeps quiet lead series from flagging every busy day) from that median. A spend spike or a day of overspend is not a new level, so a method that extends the
     last level (EMA, ETS, the linear trend) must not extend it. Zeros are kept: an entity that
-    stopped delivering has stopped. Days with fewer than half a window of history are kept."""
+    stopped delivering has stopped. Days with fewer than half a window of history are kept. A frame
+    (one column per series) is cleaned column by column."""
     past = series.shift(1).rolling(window, min_periods=window // 2)
     median = past.median()
     spread = (past.quantile(0.75) - past.quantile(0.25)) / 1.349
@@ -396,16 +397,9 @@ def _rolling_sum(values: np.ndarray, window: int) -> np.ndarray:
 
 def clean_outliers_matrix(matrix: pd.DataFrame, window: int = settings.FORECAST_OUTLIER_WINDOW_DAYS,
                           threshold: float = settings.FORECAST_OUTLIER_Z) -> pd.DataFrame:
-    """:func:`clean_outliers` of every row (pandas' rolling windows over the columns of the
-    transposed frame)."""
-    days = matrix.T
-    past = days.shift(1).rolling(window, min_periods=window // 2)
-    median = past.median()
-    spread = (past.quantile(0.75) - past.quantile(0.25)) / 1.349
-    floor = np.maximum(0.1 * median.abs(), np.sqrt(median.clip(lower=1.0)))
-    scale = np.maximum(spread, floor)
-    outlier = ((days - median).abs() > threshold * scale) & (days != 0) & median.notna()
-    return days.where(~outlier, median).T
+    """:func:`clean_outliers` of every row (its rolling windows run over the transposed frame's
+    columns, all entities at once)."""
+    return clean_outliers(matrix.T, window, threshold).T
 
 
 def _packed(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
