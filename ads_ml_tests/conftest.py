@@ -30,7 +30,7 @@ from ads_ml.db.models import Base
 # Failed steps are retried as in production, without production's 10-second waits.
 os.environ.setdefault("ADS_ML_STEP_RETRY_DELAY_SECONDS", "0.2")
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from ads_ml_tests.live import REPO_ROOT  # noqa: E402 - one definition of the checkout root
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 PG_ADMIN_URL = os.environ.get("ADS_ML_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
 

@@ -119,3 +119,25 @@ def test_fan_out_on_a_dask_cluster():
     local = {s: tune_series(DAYS, y[s]) for s in range(3)}
     for s in range(3):
         assert result.results[s].params() == local[s].params()
+
+
+def _fan_out_in_a_child() -> None:
+    result = fan_out(abs, [(i, -i) for i in range(40)], n_jobs=2)
+    assert result.backend.startswith("loky") and result.results[39] == 39
+
+
+def test_a_child_process_that_fanned_out_exits_at_once():
+    """A multiprocessing child (as Dagster's multiprocess executor runs a step) joins its children on
+    exit before loky's own hook stops the idle workers: without fan_out's finalizer the finished
+    child was held for loky's 300-second idle timeout (seen in about half the runs)."""
+    import multiprocessing as mp
+
+    context = mp.get_context("spawn")
+    for _ in range(3):
+        child = context.Process(target=_fan_out_in_a_child)
+        child.start()
+        child.join(timeout=120)
+        alive = child.is_alive()
+        child.kill()
+        assert not alive, "the child was still exiting 120 s after its fan-out finished"
+        assert child.exitcode == 0

@@ -99,11 +99,32 @@ def fan_out(
                     collect(rows)
     else:
         result.backend = f"loky ({workers} processes)"
+        _stop_workers_before_exit()
         parallel = Parallel(n_jobs=workers, backend="loky", return_as="generator_unordered")
         for rows in parallel(delayed(_run_chunk)(fn, c) for c in chunks):
             collect(rows)
     result.seconds = time.perf_counter() - start
     return result
+
+
+_exit_hook_registered = False
+
+
+def _stop_workers_before_exit() -> None:
+    """Shut loky's reusable workers down when this process exits, before multiprocessing joins its
+    children. A step of Dagster's multiprocess executor (or any multiprocessing child) ends in
+    ``multiprocessing.util._exit_function``, which joins every child process *before* loky's own
+    exit hook runs: the idle workers then held the finished step for loky's idle timeout (300 s).
+    A finalizer with an exit priority runs first in that function."""
+    global _exit_hook_registered
+    if _exit_hook_registered:
+        return
+    from multiprocessing.util import Finalize
+
+    from joblib.externals.loky import get_reusable_executor
+
+    Finalize(None, lambda: get_reusable_executor().shutdown(wait=True), exitpriority=100)
+    _exit_hook_registered = True
 
 
 def _worker_count(n_jobs: int) -> int:
