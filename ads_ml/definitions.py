@@ -34,9 +34,35 @@ def build_resources() -> dict:
     }
 
 
+#: ADS_ML_EXECUTOR's integrations: (module, executor, the extra that installs it).
+INTEGRATION_EXECUTORS = {
+    "celery": ("dagster_celery", "celery_executor", "celery"),
+    "k8s": ("dagster_k8s", "k8s_job_executor", "k8s"),
+}
+
+
+def integration_executor(kind: str) -> dg.ExecutorDefinition:
+    """The Dagster integration's own executor, configured from the environment; its run config
+    (launchpad: ``execution.config``) can still override what is set here."""
+    import importlib
+
+    module, name, extra = INTEGRATION_EXECUTORS[kind]
+    try:
+        executor = getattr(importlib.import_module(module), name)
+    except ImportError as exc:
+        raise ImportError(f"{settings.EXECUTOR_ENV}={kind} needs {module.replace('_', '-')}: "
+                          f"pip install 'ads_ml[{extra}]'") from exc
+    if kind == "celery" and settings.celery_broker_url():
+        return executor.configured({"broker": settings.celery_broker_url()}, name="celery_executor")
+    return executor  # k8s: image, namespace and the rest from the K8sRunLauncher of dagster.yaml
+
+
 def build_executor() -> dg.ExecutorDefinition:
+    kind = settings.executor_kind()
+    if kind in INTEGRATION_EXECUTORS:
+        return integration_executor(kind)
     # SQLite storage and the multiprocess executor lock each other: see settings.executor_kind.
-    if settings.executor_kind() == "multiprocess":
+    if kind == "multiprocess":
         # forkserver: each step forks from a server that has already imported this code location
         # (pandas, scikit-learn, XGBoost, ...), instead of a fresh interpreter importing it all
         # again for every step (seconds per step).
@@ -49,12 +75,17 @@ def build_executor() -> dg.ExecutorDefinition:
     return dg.in_process_executor
 
 
-defs = dg.Definitions(
-    assets=[*insights_assets, *features_assets, *tier_assets, *forecasting_assets, *anomalies_assets, *action_assets],
-    asset_checks=[*insights_checks, *tier_checks],
-    jobs=all_jobs,
-    sensors=[ad_account_partitions_sensor, new_insights_sensor, change_events_sensor, dead_cli_runs_sensor,
-             automation_sensor()],
-    resources=build_resources(),
-    executor=build_executor(),
-)
+def build_definitions() -> dg.Definitions:
+    """The code location's definitions, with the executor and resources the environment selects."""
+    return dg.Definitions(
+        assets=[*insights_assets, *features_assets, *tier_assets, *forecasting_assets, *anomalies_assets, *action_assets],
+        asset_checks=[*insights_checks, *tier_checks],
+        jobs=all_jobs,
+        sensors=[ad_account_partitions_sensor, new_insights_sensor, change_events_sensor, dead_cli_runs_sensor,
+                 automation_sensor()],
+        resources=build_resources(),
+        executor=build_executor(),
+    )
+
+
+defs = build_definitions()

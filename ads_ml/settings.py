@@ -26,8 +26,14 @@ DATABASE_URL_ENV = "ADS_ML_DATABASE_URL"
 MODELS_DIR_ENV = "ADS_ML_MODELS_DIR"
 DAGSTER_HOME_ENV = "DAGSTER_HOME"
 DAGSTER_PG_HOST_ENV = "DAGSTER_PG_HOST"
-#: Optional override of the step executor: ``in_process`` or ``multiprocess``.
+#: Optional override of the step executor: ``in_process`` or ``multiprocess`` (Dagster's own), or a
+#: Dagster integration's executor — ``celery`` (dagster-celery: steps on Celery workers of the broker
+#: at ADS_ML_CELERY_BROKER_URL) or ``k8s`` (dagster-k8s: each step in its own Kubernetes job). Dask
+#: takes the per-entity fan-out (ADS_ML_DASK_ADDRESS), not the steps: dagster-dask 0.29's executor
+#: fails on dask 2026 ("Iteration is not allowed on @record KeyRangesPartitionsSubset").
 EXECUTOR_ENV = "ADS_ML_EXECUTOR"
+EXECUTORS = ("in_process", "multiprocess", "celery", "k8s")
+CELERY_BROKER_ENV = "ADS_ML_CELERY_BROKER_URL"
 
 LOCAL_STATE_DIRNAME = ".ads_ml"
 
@@ -84,8 +90,8 @@ def executor_kind() -> str:
     """
     override = os.environ.get(EXECUTOR_ENV, "").strip()
     if override:
-        if override not in ("in_process", "multiprocess"):
-            raise ValueError(f"{EXECUTOR_ENV} must be 'in_process' or 'multiprocess', not {override!r}")
+        if override not in EXECUTORS:
+            raise ValueError(f"{EXECUTOR_ENV} must be one of {', '.join(EXECUTORS)}, not {override!r}")
         return override
     if dagster_uses_postgres() and not is_sqlite_url(database_url()):
         return "multiprocess"
@@ -320,6 +326,12 @@ PROPHET_MIN_POINTS = 30
 
 DASK_ADDRESS_ENV = "ADS_ML_DASK_ADDRESS"
 N_JOBS_ENV = "ADS_ML_N_JOBS"
+
+
+def celery_broker_url() -> str | None:
+    """Broker of the Celery executor's workers (``ADS_ML_CELERY_BROKER_URL``; unset: dagster-celery's
+    default, a RabbitMQ on localhost)."""
+    return os.environ.get(CELERY_BROKER_ENV, "").strip() or None
 
 
 def dask_address() -> str | None:
