@@ -77,6 +77,8 @@ def deployment(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pyte
         dagster_url = make_url(_create_database(server, f"ads_ml_live_dagster_{suffix}"))
         created = [f"ads_ml_live_{suffix}", f"ads_ml_live_dagster_{suffix}"]
         env.update({
+            # the multiprocess executor, which the default picks only from 2 cores per concurrent run
+            "ADS_ML_EXECUTOR": "multiprocess",
             "ADS_ML_DATABASE_URL": ml_url,
             "DAGSTER_PG_HOST": dagster_url.host or "127.0.0.1", "DAGSTER_PG_PORT": str(dagster_url.port or 5432),
             "DAGSTER_PG_USERNAME": dagster_url.username or "postgres", "DAGSTER_PG_PASSWORD": dagster_url.password or "",

@@ -34,18 +34,24 @@ def test_definitions_load_without_warnings():
     assert "ad_features" in done.stdout and "campaign_insights" in done.stdout
 
 
+POSTGRES = {"DAGSTER_PG_HOST": "db", "ADS_ML_DATABASE_URL": "postgresql://u@db/ads"}
+
+
 @pytest.mark.parametrize(
-    ("env", "expected"),
+    ("env", "cores", "expected"),
     [
-        ({}, "in_process"),
-        ({"DAGSTER_PG_HOST": "db", "ADS_ML_DATABASE_URL": "postgresql://u@db/ads"}, "multiprocess"),
-        ({"DAGSTER_PG_HOST": "db"}, "in_process"),  # the ML database is still SQLite
-        ({"ADS_ML_EXECUTOR": "multiprocess"}, "multiprocess"),
+        ({}, 16, "in_process"),
+        (POSTGRES, 16, "multiprocess"),  # 4 steps of each of the 4 concurrent runs at once
+        (POSTGRES, 4, "in_process"),  # one core per run: a process per step would be pure overhead
+        (POSTGRES | {"ADS_ML_CONCURRENT_RUNS": "2"}, 4, "multiprocess"),
+        ({"DAGSTER_PG_HOST": "db"}, 16, "in_process"),  # the ML database is still SQLite
+        ({"ADS_ML_EXECUTOR": "multiprocess"}, 2, "multiprocess"),
     ],
 )
-def test_executor_avoids_sqlite_locking(monkeypatch, tmp_path, env, expected):
-    for key in ("DAGSTER_PG_HOST", "ADS_ML_DATABASE_URL", "ADS_ML_EXECUTOR"):
+def test_executor_avoids_sqlite_locking_and_idle_processes(monkeypatch, tmp_path, env, cores, expected):
+    for key in ("DAGSTER_PG_HOST", "ADS_ML_DATABASE_URL", "ADS_ML_EXECUTOR", "ADS_ML_CONCURRENT_RUNS", "ADS_ML_STEP_CONCURRENCY"):
         monkeypatch.delenv(key, raising=False)
+    monkeypatch.setattr(settings, "cores", lambda: cores)
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
     for key, value in env.items():
         monkeypatch.setenv(key, value)
