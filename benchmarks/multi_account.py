@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import math
 import os
 import statistics
 import tempfile
@@ -233,9 +234,9 @@ def _report(results: dict, accounts: int, ads: int) -> None:
     core_s_anomalies = anomalies["wall"] * cores / accounts
     print(f"\n# a 500-account deployment of accounts like these ({ads / accounts:.0f} ads on average), on paper")
     print(f"daily pipeline: {core_s_daily:.0f} core-s per account → {500 * core_s_daily / 3600:.1f} core-hours a day; "
-          f"done within 4 h on {max(1, round(500 * core_s_daily / (4 * 3600) + 0.5))} cores")
+          f"done within 4 h on {math.ceil(500 * core_s_daily / (4 * 3600))} cores")
     print(f"ad anomalies every 2 h: {core_s_anomalies:.0f} core-s per account → {500 * core_s_anomalies / 3600:.1f} "
-          f"core-hours a round; within the 2 h on {max(1, round(500 * core_s_anomalies / 7200 + 0.5))} cores "
+          f"core-hours a round; within the 2 h on {math.ceil(500 * core_s_anomalies / 7200)} cores "
           "(beside the daily pipeline's)")
     print(f"memory (the fastest daily pass): {daily['peak_mb']:.0f} MB for the whole deployment running 4 runs at "
           f"once here ({daily['peak_mb'] / 4:.0f} MB per concurrent run, an upper bound: it includes webserver and daemon)")
