@@ -120,8 +120,10 @@ def test_forests_hold_only_their_rows_between_uses():
     forest.release()
     assert forest._model is None
     np.testing.assert_array_equal(forest.score(forest.training), first)
+    scored, score = [], forest.score
+    forest.score = lambda X: scored.append(len(X)) or score(X)
     detect_level(metrics.assign(entity_id="e1"), REF, forests={"e1": forest})
-    assert forest._model is None
+    assert scored and forest._model is None  # used by detection, then dropped
 
 
 def test_clean_weekly_seasonal_series_raise_almost_nothing():
