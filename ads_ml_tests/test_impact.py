@@ -158,3 +158,30 @@ def test_controls_that_moved_on_their_own_are_left_out_and_the_pre_period_starts
     chosen, since = choose_controls(siblings, events.loc[events["entity_type"] == "adset"], change,
                                     window_before=7, window_after=7, data_end=end, min_pre_days=28)
     assert chosen == ["steady"] and since == start
+
+
+def test_an_entity_that_moved_on_its_own_inside_the_windows_is_not_judged():
+    # a null budget change on an adset one of whose ads started 3 days before it and stopped 4
+    # days after (benchmarks.truth_accounts): the adset's leads and CPL moved with its mix of ads,
+    # not with the change, so its rate metrics are not tested and the report says why
+    from ads_ml.ml.impact import MOVED_INSIDE
+    from benchmarks.impact_direct import reports
+    from benchmarks.truth_accounts import generate
+
+    truth = generate(1, "small")
+    nulls = truth.change_truth.loc[(truth.change_truth["truth"] == "neutral") & (truth.change_truth["entity_type"] == "adset")]
+    mixed = nulls.iloc[2]  # the generator's null change on an adset whose ad starts and stops around it
+    ads = truth.insights.loc[truth.insights["adset_id"] == mixed["entity_id"]].groupby("ad_id")["date"].agg(["min", "max"])
+    day = pd.Timestamp(mixed["change_date"])
+    assert ((pd.to_datetime(ads["min"]) > day - pd.Timedelta(days=7)) & (pd.to_datetime(ads["max"]) < day + pd.Timedelta(days=7))).any()
+    found = reports(truth, (7,))
+    report = found.loc[(found["entity_id"] == mixed["entity_id"]) & (found["change_date"] == day)].iloc[0]
+    assert report["overall_impact"] == "inconclusive"
+    for metric in ("cpl", "leads", "ctr"):
+        assert report["metric_changes"][metric]["p_value"] is None
+        assert "moved on its own inside the windows" in report["metric_changes"][metric]["reason"]
+    # spend is still measured (a pause needs no control), and a steady sibling's change is judged
+    assert report["metric_changes"]["spend"]["p_value"] is not None
+    steady = found.loc[(found["entity_type"] == "adset") & (found["entity_id"] != mixed["entity_id"])]
+    assert (steady["metric_changes"].map(lambda m: m["cpl"].get("p_value") is not None)).any()
+    assert report["recommendation"] == MOVED_INSIDE

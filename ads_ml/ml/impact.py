@@ -56,6 +56,8 @@ INCONCLUSIVE = "The data cannot tell yet whether the change helped: look again a
 NO_CONTROL = ("No comparable entity stayed unchanged around this change (each sibling had a change of its own or "
               "started or stopped), so an account-wide move cannot be told from the change's effect: judge it against "
               "a sibling you left alone.")
+MOVED_INSIDE = ("The entity moved on its own inside the windows (one of its ads started or stopped, or another change was "
+                "made), so the change's effect cannot be told from that: judge it on a window without such moves.")
 INSUFFICIENT = "Too few days before or after the change to judge it: wait for more data."
 
 
@@ -250,6 +252,7 @@ def analyse_change(
     window_after: int = settings.IMPACT_DEFAULT_WINDOW_DAYS,
     data_end=None,  # noqa: ANN001
     data_start=None,  # noqa: ANN001
+    moved_inside: str | None = None,
 ) -> ImpactReport:
     """Impact of a change on one entity. ``*_daily``: rows with date, spend, leads, clicks,
     impressions (control rows are pooled per day). The after-window starts the day after the
@@ -257,7 +260,9 @@ def analyse_change(
     account's reference date); days up to it without a row are days without delivery — after a
     pause, that is the point — and days after it are not there yet. ``data_start``: the first day
     the loaded data covers; the pre-period never reaches before it nor before the entity's first
-    delivery (days that are not there are never counted as zero-delivery days)."""
+    delivery (days that are not there are never counted as zero-delivery days). ``moved_inside``:
+    why the entity moved on its own inside the windows (an ad of it starting or stopping), if it did
+    — its rate metrics are then not tested, as that move cannot be told from the change's."""
     if change_type not in settings.IMPACT_PRIMARY_METRICS:
         raise ValueError(f"unknown change type {change_type!r}; expected one of {', '.join(settings.IMPACT_PRIMARY_METRICS)}")
     for name, value in (("window_before", window_before), ("window_after", window_after)):
@@ -297,7 +302,7 @@ def analyse_change(
     changes: dict[str, dict] = {}
     for metric in settings.IMPACT_METRICS:
         if metric in RATE_METRICS:
-            changes[metric] = _rate_change(full, control, metric, pre_idx, before_idx, after_idx)
+            changes[metric] = _rate_change(full, control, metric, pre_idx, before_idx, after_idx, moved_inside)
             continue
         raw_before = full.loc[before_idx, metric].dropna()
         raw_after = full.loc[after_idx, metric].dropna()
@@ -335,7 +340,7 @@ def analyse_change(
     sentence = INCONCLUSIVE if verdict == "inconclusive" else VERDICT_SENTENCES[(verdict, change_type)]
     deciding = [changes.get(m) or {} for m in settings.IMPACT_DECISIVE_METRICS[change_type]]
     if verdict == "inconclusive" and deciding and all(c.get("reason") for c in deciding):
-        sentence = NO_CONTROL
+        sentence = MOVED_INSIDE if moved_inside else NO_CONTROL
     if verdict in ("neutral", "inconclusive"):
         sentence += _power_sentence(changes, change_type)
     return ImpactReport("complete", verdict, changes, sentence, counterfactual)
@@ -367,10 +372,12 @@ def counterfactual_shift(y: pd.Series, x: pd.Series, recent: np.ndarray, after: 
     return effect, se, float(2 * stats.t.sf(abs(effect / se), max(len(resid) - 2, 1)))
 
 
-def _rate_change(full: pd.DataFrame, control: pd.DataFrame | None, metric: str, pre_idx, before_idx, after_idx) -> dict:  # noqa: ANN001
+def _rate_change(full: pd.DataFrame, control: pd.DataFrame | None, metric: str, pre_idx, before_idx, after_idx,  # noqa: ANN001
+                 moved_inside: str | None = None) -> dict:
     """A rate metric's change: raw % change of the pooled ratio of the windows, and the test
     against the counterfactual (:func:`counterfactual_shift`) fitted on the
-    IMPACT_COUNTERFACTUAL_PRE_DAYS days before the change; not tested without controls."""
+    IMPACT_COUNTERFACTUAL_PRE_DAYS days before the change; not tested without controls, nor when
+    the entity moved on its own inside the windows (``moved_inside`` says how)."""
     count_col, exposure_col = RATE_METRICS[metric]
     exposed = full[exposure_col] > 0 if exposure_col else full["spend"] > 0
     days_before = int(exposed.loc[before_idx].sum())
@@ -388,6 +395,8 @@ def _rate_change(full: pd.DataFrame, control: pd.DataFrame | None, metric: str, 
 
     before, after = pooled(before_idx), pooled(after_idx)
     pct = float((after - before) / before * 100) if np.isfinite(before) and before and np.isfinite(after) else None
+    if moved_inside:  # the entity's own move inside the windows cannot be told from the change's
+        return vars(MetricChange(pct, None, False, None, days_before=days_before, days_after=days_after, reason=moved_inside))
     if control is None:  # without a counterfactual the change cannot be told from the market's moves
         return vars(MetricChange(pct, None, False, None, days_before=days_before, days_after=days_after,
                                  reason="no clean control: an account-wide move could not be told from the change's"))
@@ -461,3 +470,79 @@ def _verdict(changes: dict[str, dict], change_type: str) -> str:
         return "negative"
     large = any(abs(changes[m]["effect_size"]) >= 0.8 for m in deciding)
     return "inconclusive" if large else "neutral"
+
+
+def delivery_spans(daily: pd.DataFrame) -> pd.DataFrame:
+    """entity_id → first, last day with spend, from one level's daily rows."""
+    delivered = daily.loc[daily["spend"] > 0]
+    return delivered.groupby(delivered["entity_id"].astype(str))["date"].agg(first="min", last="max")
+
+
+@dataclass
+class LevelData:
+    """One level of an account as the impact analysis needs it: daily rows (entity_id, date, spend,
+    leads, clicks, impressions), entities (entity_id, parent_id) and the days the data covers."""
+
+    daily: pd.DataFrame
+    entities: pd.DataFrame
+    start_date: object
+    reference_date: object
+
+
+def baseline(levels: dict[str, LevelData], events: pd.DataFrame, spans: dict[str, pd.DataFrame], entity_type: str,
+             entity_id: str, change_date, window_before: int, window_after: int) -> tuple[pd.DataFrame | None, pd.Timestamp, str | None]:  # noqa: ANN001
+    """(control rows, first day of the pre-period, why the entity moved on its own inside the windows
+    or None) of one change: the entity's clean siblings
+    (:func:`choose_controls`) pooled, and a pre-period that starts where neither the entity nor
+    any chosen control moved on its own (an earlier change, an ad starting or stopping)."""
+    level = levels[entity_type]
+    entities = level.entities.assign(entity_id=level.entities["entity_id"].astype(str))
+    day = pd.Timestamp(change_date)
+    level_events = events.loc[events["entity_type"] == entity_type]
+    own = level_events.loc[(level_events["entity_id"] == entity_id) & (level_events["date"] != day + pd.Timedelta(days=1))]
+    start = pd.Timestamp(level.start_date)
+    own_since, inside = clean_since(own["date"], day, window_before, window_after)
+    moved = None
+    if inside:
+        first, last = day - pd.Timedelta(days=window_before), day + pd.Timedelta(days=window_after)
+        when = sorted(d.date().isoformat() for d in pd.to_datetime(own["date"]) if first < d <= last)
+        moved = ("moved on its own inside the windows (a change of its own or of one of its ads, or an ad starting or "
+                 f"stopping) on {', '.join(when)}")
+    if own_since is not None:
+        start = max(start, own_since)
+    parent = entities.loc[entities["entity_id"] == entity_id, "parent_id"]
+    if parent.empty:
+        return None, start, moved
+    siblings = set(entities.loc[(entities["parent_id"] == parent.iloc[0]) & (entities["entity_id"] != entity_id), "entity_id"])
+    span = spans[entity_type]
+    chosen, controls_since = choose_controls(span.loc[span.index.isin(siblings)], level_events, day,
+                                             window_before=window_before, window_after=window_after,
+                                             data_end=level.reference_date)
+    if controls_since is not None:
+        start = max(start, controls_since)
+    rows = level.daily.loc[level.daily["entity_id"].astype(str).isin(set(chosen))]
+    return (rows if len(rows) else None), start, moved
+
+
+def analyse_changes(levels: dict[str, LevelData], changes: pd.DataFrame, all_changes: pd.DataFrame,
+                    window_before: int, window_after: int) -> list[tuple[object, ImpactReport]]:
+    """Impact reports of ``changes`` (rows with entity_type, entity_id, change_date, change_type)
+    of one account: each against its clean siblings (:func:`baseline`), with ``all_changes`` (the
+    account's change events) telling which entities moved on their own. Returns (change row, report)."""
+    spans = {name: delivery_spans(level.daily) for name, level in levels.items()}
+    parents = {name: level.entities.set_index(level.entities["entity_id"].astype(str))["parent_id"]
+               for name, level in levels.items() if name in ("adset", "ad")}
+    first = min(pd.Timestamp(level.start_date) for level in levels.values())
+    last = max(pd.Timestamp(level.reference_date) for level in levels.values())
+    events = regime_events(all_changes, spans, parents, first, last)
+    out = []
+    for change in changes.itertuples(index=False):
+        level = levels[change.entity_type]
+        daily = level.daily.loc[level.daily["entity_id"].astype(str) == str(change.entity_id)]
+        controls, pre_start, moved = baseline(levels, events, spans, change.entity_type, str(change.entity_id), change.change_date,
+                                       window_before, window_after)
+        out.append((change, analyse_change(daily, change.change_date, change.change_type, control_daily=controls,
+                                           window_before=window_before, window_after=window_after,
+                                           data_end=level.reference_date, data_start=pre_start,
+                                           moved_inside=moved)))
+    return out

@@ -23,7 +23,7 @@ from ads_ml.defs.common import LEVELS, OWNERS, database_retry_policy, entity_nam
 from ads_ml.defs.io_managers import stored_as
 from ads_ml.defs.partitions import ad_account_partitions
 from ads_ml.defs.resources import DatabaseResource
-from ads_ml.ml.impact import analyse_change, choose_controls, clean_since, regime_events
+from ads_ml.ml.impact import LevelData, analyse_changes
 from ads_ml.ml.recommendations import recommend
 
 
@@ -89,40 +89,6 @@ class ImpactConfig(dg.Config):
                               le=settings.IMPACT_MAX_WINDOW_DAYS)
 
 
-def _delivery_spans(insights: LevelInsights) -> pd.DataFrame:
-    """entity_id → first, last day with spend."""
-    delivered = insights.daily.loc[insights.daily["spend"] > 0]
-    return delivered.groupby(delivered["entity_id"].astype(str))["date"].agg(first="min", last="max")
-
-
-def _baseline(by_level: dict[str, LevelInsights], events: pd.DataFrame, spans: dict[str, pd.DataFrame], entity_type: str,
-              entity_id: str, change_date: dt.date, window_before: int, window_after: int) -> tuple[pd.DataFrame | None, dt.date]:
-    """(control rows, first day of the pre-period) of one change: the entity's clean siblings
-    (:func:`choose_controls`) pooled, and a pre-period that starts where neither the entity nor
-    any chosen control moved on its own (an earlier change, an ad starting or stopping)."""
-    insights = by_level[entity_type]
-    entities = insights.entities.assign(entity_id=insights.entities["entity_id"].astype(str))
-    day = pd.Timestamp(change_date)
-    level_events = events.loc[events["entity_type"] == entity_type]
-    own = level_events.loc[(level_events["entity_id"] == entity_id) & (level_events["date"] != day + pd.Timedelta(days=1))]
-    start = pd.Timestamp(insights.start_date)
-    own_since, _moved_inside = clean_since(own["date"], day, window_before, window_after)
-    if own_since is not None:
-        start = max(start, own_since)
-    parent = entities.loc[entities["entity_id"] == entity_id, "parent_id"]
-    if parent.empty:
-        return None, start.date()
-    siblings = set(entities.loc[(entities["parent_id"] == parent.iloc[0]) & (entities["entity_id"] != entity_id), "entity_id"])
-    span = spans[entity_type]
-    chosen, controls_since = choose_controls(span.loc[span.index.isin(siblings)], level_events, day,
-                                             window_before=window_before, window_after=window_after,
-                                             data_end=insights.reference_date)
-    if controls_since is not None:
-        start = max(start, controls_since)
-    rows = insights.daily.loc[insights.daily["entity_id"].astype(str).isin(set(chosen))]
-    return (rows if len(rows) else None), start.date()
-
-
 @dg.asset(
     retry_policy=database_retry_policy(),
     name="impact_reports",
@@ -165,19 +131,9 @@ def impact_reports(
             keys = list(zip(changes["entity_type"], changes["entity_id"], changes["change_date"], changes["change_type"]))
             changes = changes.loc[due & pd.Series([k not in done for k in keys], index=changes.index)]
     all_changes = load_change_events(engine, account_id)
-    spans = {level: _delivery_spans(by_level[level]) for level in LEVELS}
-    parents = {level: by_level[level].entities.set_index(by_level[level].entities["entity_id"].astype(str))["parent_id"]
-               for level in ("adset", "ad")}
-    events = regime_events(all_changes, spans, parents, campaign_insights.start_date, reference)
+    levels = {name: LevelData(i.daily, i.entities, i.start_date, i.reference_date) for name, i in by_level.items()}
     rows = []
-    for change in changes.itertuples(index=False):
-        insights = by_level[change.entity_type]
-        daily = insights.daily.loc[insights.daily["entity_id"].astype(str) == str(change.entity_id)]
-        controls, pre_start = _baseline(by_level, events, spans, change.entity_type, str(change.entity_id), change.change_date,
-                                        config.window_before, config.window_after)
-        report = analyse_change(daily, change.change_date, change.change_type, control_daily=controls,
-                                window_before=config.window_before, window_after=config.window_after,
-                                data_end=insights.reference_date, data_start=pre_start)
+    for change, report in analyse_changes(levels, changes, all_changes, config.window_before, config.window_after):
         rows.append({
             "account_id": account_id, "entity_type": change.entity_type, "entity_id": str(change.entity_id),
             "change_event_id": None if change.id is None or pd.isna(change.id) else int(change.id),
