@@ -419,9 +419,6 @@ ANOMALY_ZERO_LEADS_PROBABILITY = 0.001
 # --- impact analysis -------------------------------------------------------------------------
 
 IMPACT_DEFAULT_WINDOW_DAYS = 7
-#: After-windows an impact report is made for, as each elapses: a first read after a week, the
-#: verdict of record when the longest has elapsed (small entities need weeks to show an effect).
-IMPACT_REPORT_WINDOWS = (7,)
 IMPACT_MIN_WINDOW_DAYS = 3
 IMPACT_MAX_WINDOW_DAYS = 30
 IMPACT_METRICS = ("cpl", "leads", "ctr", "spend")

@@ -252,10 +252,10 @@ def _entity_days(truth: TruthAccount, level: str, entity_ids: list[str], start, 
     return daily.reindex(pd.date_range(start, end, freq="D"))
 
 
-def peer_verdicts(truth: TruthAccount, change: pd.Series, window: int = 7, pre_days: int = 28,
-                  alpha: float = 0.05) -> tuple[str, str]:
-    """(t-test verdict, counterfactual verdict) of one change at significance ``alpha``: positive /
-    negative / neutral."""
+def peer_tests(truth: TruthAccount, change: pd.Series, window: int = 7, pre_days: int = 28) -> dict[str, tuple[float, str]]:
+    """The peers' tests of one change: ``{"ttest": (p, direction), "counterfactual": (p, direction)}``
+    with direction positive / negative (p 1 when a test cannot run); :func:`peer_verdict` reads
+    them at a significance level."""
     metric, good = IMPACT_METRIC[change["change_type"]]
     day = pd.Timestamp(change["change_date"])
     level = change["entity_type"]
@@ -267,11 +267,10 @@ def peer_verdicts(truth: TruthAccount, change: pd.Series, window: int = 7, pre_d
     y = _log_metric(entity, metric)
     before = y.loc[day - pd.Timedelta(days=window): day - pd.Timedelta(days=1)].dropna()
     after = y.loc[day + pd.Timedelta(days=1): end].dropna()
-    verdict_t = "neutral"
+    out = {"ttest": (1.0, "neutral"), "counterfactual": (1.0, "neutral")}
     if len(before) >= 3 and len(after) >= 3:
-        p = stats.ttest_ind(after, before, equal_var=False).pvalue
-        if p < alpha:
-            verdict_t = "positive" if np.sign(after.mean() - before.mean()) == good else "negative"
+        p = float(stats.ttest_ind(after, before, equal_var=False).pvalue)
+        out["ttest"] = (p, "positive" if np.sign(after.mean() - before.mean()) == good else "negative")
     # counterfactual: siblings without their own change events
     ads = truth.ads
     parent_col, id_col = ("campaign_id", "adset_id") if level == "adset" else ("adset_id", "ad_id")
@@ -279,7 +278,6 @@ def peer_verdicts(truth: TruthAccount, change: pd.Series, window: int = 7, pre_d
     parent = table.loc[table[id_col] == change["entity_id"], parent_col].iloc[0]
     changed = set(truth.changes["entity_id"])
     siblings = [s for s in table.loc[table[parent_col] == parent, id_col] if s != change["entity_id"] and s not in changed]
-    verdict_c = "neutral"
     if siblings:
         control = _entity_days(truth, level, siblings, start, end)
         control[["spend", "leads"]] = control[["spend", "leads"]].fillna(0.0)
@@ -294,10 +292,15 @@ def peer_verdicts(truth: TruthAccount, change: pd.Series, window: int = 7, pre_d
             rho = float(np.clip(np.corrcoef(resid_pre[:-1], resid_pre[1:])[0, 1], 0, 0.9)) if len(pre) > 5 else 0.0
             sd = float(resid_pre.std(ddof=2))
             se = sd * np.sqrt((1 + rho) / (1 - rho) / len(post) + 1 / len(pre))
-            p = 2 * stats.norm.sf(abs(resid_post.mean() / se)) if se > 0 else 1.0
-            if p < alpha:
-                verdict_c = "positive" if np.sign(resid_post.mean()) == good else "negative"
-    return verdict_t, verdict_c
+            p = float(2 * stats.norm.sf(abs(resid_post.mean() / se))) if se > 0 else 1.0
+            out["counterfactual"] = (p, "positive" if np.sign(resid_post.mean()) == good else "negative")
+    return out
+
+
+def peer_verdict(test: tuple[float, str], alpha: float) -> str:
+    """A peer's verdict at significance ``alpha``: its direction when p < alpha, else neutral."""
+    p, direction = test
+    return direction if p < alpha else "neutral"
 
 
 def oracle_power(truth: TruthAccount, change: pd.Series, window: int) -> float:
@@ -330,13 +333,11 @@ def score_impact(truth: TruthAccount, results: dict[str, pd.DataFrame]) -> dict:
     truth_rows["change_date"] = pd.to_datetime(truth_rows["change_date"])
     merged = truth_rows.merge(reports, on=["entity_type", "entity_id", "change_date", "change_type"], how="left")
     merged["overall_impact"] = merged["overall_impact"].fillna("missing")
-    peers = [peer_verdicts(truth, row) for _, row in merged.iterrows()]
-    merged["ttest"] = [p[0] for p in peers]
-    merged["counterfactual"] = [p[1] for p in peers]
-    # the peers again at a stricter level, to compare at a false-call rate like ours
-    strict = [peer_verdicts(truth, row, alpha=PEER_STRICT_ALPHA) for _, row in merged.iterrows()]
-    merged["ttest_strict"] = [p[0] for p in strict]
-    merged["counterfactual_strict"] = [p[1] for p in strict]
+    peers = [peer_tests(truth, row) for _, row in merged.iterrows()]
+    for name in ("ttest", "counterfactual"):
+        merged[name] = [peer_verdict(t[name], 0.05) for t in peers]
+        # and at a stricter level, to compare at a false-call rate like ours
+        merged[f"{name}_strict"] = [peer_verdict(t[name], PEER_STRICT_ALPHA) for t in peers]
     out = {}
     for name in ("overall_impact", "ttest", "counterfactual", "ttest_strict", "counterfactual_strict"):
         null = merged["truth"] == "neutral"

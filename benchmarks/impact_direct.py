@@ -20,7 +20,7 @@ from benchmarks.ground_truth import level_daily, score_impact
 from benchmarks.truth_accounts import TruthAccount, generate
 
 
-def reports(truth: TruthAccount, windows: tuple[int, ...] = settings.IMPACT_REPORT_WINDOWS) -> pd.DataFrame:
+def reports(truth: TruthAccount, windows: tuple[int, ...] = (settings.IMPACT_DEFAULT_WINDOW_DAYS,)) -> pd.DataFrame:
     """The account's impact reports as the asset stores them, one per change and after-window that
     has elapsed by the last imported day."""
     end = truth.last_day
@@ -51,7 +51,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=list(range(1, 21)))
     parser.add_argument("--volume", choices=["small", "large"], nargs="+", default=["small", "large"])
-    parser.add_argument("--windows", type=int, nargs="+", default=list(settings.IMPACT_REPORT_WINDOWS))
+    parser.add_argument("--windows", type=int, nargs="+", default=[settings.IMPACT_DEFAULT_WINDOW_DAYS],
+                        help="after-windows to report (a change's verdict is its longest elapsed one)")
     args = parser.parse_args()
     totals, rows = [], []
     for volume in args.volume:
