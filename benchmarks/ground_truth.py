@@ -20,7 +20,9 @@ imported data:
   (the entity's log metric regressed on its siblings' over the pre-period, the after-window's
   residual tested with AR(1)-inflated noise); ceiling: the expected share of real changes an oracle
   finds — a test that knows the counterfactual leads exactly and faces only Poisson noise, over the
-  7 days after the change (the default window) and over 28.
+  7 days after the change (the default window) and over 28; and the ceiling that faces the wander
+  (``ceiling_wander``): the same oracle knowing the hidden AR(1) states only up to the day before the
+  change, as the best any method could, so facing how delivery and conversion wander on after it.
 - **forecasts** (adset and ad, spend and leads): MAE over the held-out week ÷ the seasonal-naive
   MAE, ours (``ensemble`` rows) beside statsforecast's AutoETS, AutoARIMA, AutoTheta and the mean of
   AutoETS, AutoTheta and seasonal naive; and the share of held-out days inside our 95 % intervals.
@@ -323,6 +325,63 @@ def oracle_power(truth: TruthAccount, change: pd.Series, window: int) -> float:
     return float(stats.poisson.cdf(low, with_effect)) if low >= 0 else 0.0
 
 
+def oracle_power_wander(truth: TruthAccount, change: pd.Series, window: int, draws: int = 4000) -> float:
+    """A ceiling that faces the wander: the chance that a test which knows everything about the
+    account up to the day before the change — the counterfactual leads and even the hidden AR(1)
+    states of spend, shares, CPM, CTR and conversion on that day (:data:`benchmarks.truth_accounts.WANDER`)
+    — finds the change's true direction from the entity's leads summed over ``window`` days after it
+    (two-sided, 5 %). What it cannot know is how the states wander on from there, which no method
+    can; :func:`oracle_power` knows that too, so it is an upper bound no method reaches."""
+    from benchmarks.truth_accounts import WANDER
+
+    w = truth.wander
+    ad_ids = truth.expected_leads.index
+    day = pd.Timestamp(change["change_date"])
+    dates = truth.expected_leads.columns
+    t0 = int(dates.get_loc(day))  # the change day; states are known up to the day before
+    last = min(t0 + window, int(dates.get_loc(truth.last_day)))
+    steps = last - t0 + 1  # the change day (mixed, not counted) and the after-window
+    if change["entity_type"] == "ad":
+        entity = np.flatnonzero(ad_ids == change["entity_id"])
+    else:
+        entity = np.flatnonzero(truth.ads["adset_id"].to_numpy() == change["entity_id"])
+    adset = w["ad_adset"][entity[0]]
+    family = np.flatnonzero(w["ad_adset"] == adset)  # the ads sharing the adset's spend
+    rng = np.random.default_rng(0)
+    days = np.arange(t0, last + 1)
+
+    def wandered(name: str, rows: np.ndarray) -> np.ndarray:
+        """draws × rows × steps: the AR(1) states from the day before the change on, minus the true ones."""
+        sd, phi = next((sd, phi) for n, sd, phi in WANDER if n == name)
+        state = np.broadcast_to(w[name][rows, t0 - 1], (draws, len(rows))).copy()
+        out = np.empty((draws, len(rows), steps))
+        for k in range(steps):
+            state = phi * state + rng.normal(0.0, sd, state.shape)
+            out[:, :, k] = state
+        return out - w[name][rows][:, days][None]
+
+    # expected leads of the family's ads under simulated wander: the true ones × the moved factors
+    share_true = np.where(w["alive"][family][:, days], w["preference"][family, None] * np.exp(w["share"][family][:, days]), 0.0)
+    share_sim = share_true[None] * np.exp(wandered("share", family))
+    share_ratio = np.divide(share_sim / share_sim.sum(axis=1, keepdims=True), share_true / share_true.sum(axis=0, keepdims=True),
+                            out=np.zeros_like(share_sim), where=share_true[None] > 0)
+    moved = (share_ratio * np.exp(wandered("spend", np.array([adset]))
+                                  + wandered("ctr", family) + wandered("cvr", family) - wandered("cpm", family)))
+    inside = np.isin(family, entity)
+    expected = truth.expected_leads.to_numpy()[family][:, days][inside]
+    effect = truth.leads_effect.to_numpy()[family][:, days][inside]
+    with_effect = (expected[None] * moved[:, inside])[:, :, 1:].sum(axis=(1, 2))
+    without = (expected[None] / effect[None] * moved[:, inside])[:, :, 1:].sum(axis=(1, 2))
+    if without.mean() <= 0:
+        return 0.0
+    null = rng.poisson(without)
+    real = rng.poisson(with_effect)
+    low, high = np.quantile(null, [0.025, 0.975])
+    if with_effect.mean() > without.mean():
+        return float(np.mean(real > high))
+    return float(np.mean(real < low))
+
+
 def score_impact(truth: TruthAccount, results: dict[str, pd.DataFrame]) -> dict:
     reports = results["impact"].copy()
     reports["change_date"] = pd.to_datetime(reports["change_date"])
@@ -351,6 +410,9 @@ def score_impact(truth: TruthAccount, results: dict[str, pd.DataFrame]) -> dict:
         power = [oracle_power(truth, row, window) for _, row in real.iterrows()]
         out[f"ceiling_{window}d"] = {"null_significant": None, "nulls": int((merged["truth"] == "neutral").sum()),
                                      "real_right": round(float(np.sum(power)), 2), "reals": len(real)}
+        facing = [oracle_power_wander(truth, row, window) for _, row in real.iterrows()]
+        out[f"ceiling_wander_{window}d"] = {"null_significant": None, "nulls": int((merged["truth"] == "neutral").sum()),
+                                            "real_right": round(float(np.sum(facing)), 2), "reals": len(real)}
     out["rows"] = merged[["entity_type", "change_type", "effect", "truth", "overall_impact", "ttest", "counterfactual"]]
     return out
 

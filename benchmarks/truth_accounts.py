@@ -36,6 +36,9 @@ import pandas as pd
 WEEKDAY_DELIVERY = np.array([1.04, 1.08, 1.06, 1.02, 0.96, 0.88, 0.92])  # Monday first
 WEEKDAY_CONVERSION = np.array([1.05, 1.06, 1.04, 1.00, 0.95, 0.90, 0.94])
 HOLDOUT_DAYS = 7
+#: The hidden day-to-day wander (AR(1) log noise: innovation sd, φ) of an ad's share of its
+#: adset's spend, of an adset's spend, and of an ad's CPM, CTR and conversion rate.
+WANDER = (("share", 0.08, 0.8), ("spend", 0.06, 0.7), ("cpm", 0.05, 0.7), ("ctr", 0.06, 0.7), ("cvr", 0.08, 0.8))
 
 #: Expected leads a day of one adset, by account volume.
 VOLUMES = {"small": (2.0, 20.0), "large": (20.0, 60.0)}
@@ -57,6 +60,9 @@ class TruthAccount:
     adsets: pd.DataFrame  # adset_id, campaign_id, daily_budget (at the end)
     last_day: pd.Timestamp
     shift_day: pd.Timestamp
+    #: the hidden wander: per name of WANDER its AR(1) states (ads × days; adsets × days for spend),
+    #: plus "preference" (each ad's pull on its adset's spend), "alive" (ads × days) and "ad_adset"
+    wander: dict
 
 
 def _ar1(rng: np.random.Generator, shape: tuple[int, int], sd: float, phi: float = 0.7) -> np.ndarray:
@@ -191,8 +197,9 @@ def generate(
     # --- delivery ------------------------------------------------------------------------------
     weekday = dates.day_of_week.to_numpy()
     preference = ad_cpl_mult ** (-1.0) * rng.lognormal(0.0, 0.3, n_ads)
-    share_noise = np.exp(_ar1(rng, (n_ads, total), 0.08, 0.8))
-    weights = np.where(alive, preference[:, None] * share_noise, 0.0)
+    wander = {name: (sd, phi) for name, sd, phi in WANDER}
+    states = {"share": _ar1(rng, (n_ads, total), *wander["share"])}
+    weights = np.where(alive, preference[:, None] * np.exp(states["share"]), 0.0)
     adset_weight = np.zeros((n_adsets, total))
     np.add.at(adset_weight, ad_adset, weights)
     share = np.divide(weights, adset_weight[ad_adset], out=np.zeros_like(weights), where=adset_weight[ad_adset] > 0)
@@ -201,13 +208,17 @@ def generate(
         if row["effect"] == "spend x1.35":
             s = int(np.flatnonzero(adset_ids == row["entity_id"])[0])
             base_budget[s] = float(row["old_value"])
-    adset_spend = base_budget[:, None] * WEEKDAY_DELIVERY[weekday][None, :] * np.exp(_ar1(rng, (n_adsets, total), 0.06)) * 0.97
+    states["spend"] = _ar1(rng, (n_adsets, total), *wander["spend"])
+    adset_spend = base_budget[:, None] * WEEKDAY_DELIVERY[weekday][None, :] * np.exp(states["spend"]) * 0.97
     spend_exp = adset_spend[ad_adset] * share * spend_mult
-    cpm_t = cpm[:, None] * np.exp(_ar1(rng, (n_ads, total), 0.05))
+    states["cpm"] = _ar1(rng, (n_ads, total), *wander["cpm"])
+    cpm_t = cpm[:, None] * np.exp(states["cpm"])
     fatigue_ctr = np.where(fatigue[:, None], np.exp(-age / 70.0), 1.0)
-    ctr_t = np.clip(ctr0[:, None] * fatigue_ctr * np.exp(_ar1(rng, (n_ads, total), 0.06)), 1e-4, 0.5)
+    states["ctr"] = _ar1(rng, (n_ads, total), *wander["ctr"])
+    ctr_t = np.clip(ctr0[:, None] * fatigue_ctr * np.exp(states["ctr"]), 1e-4, 0.5)
+    states["cvr"] = _ar1(rng, (n_ads, total), *wander["cvr"])
     cvr_t = (cvr0[:, None] * WEEKDAY_CONVERSION[weekday][None, :] * cvr_shift[None, :] / cpl_mult
-             * np.exp(_ar1(rng, (n_ads, total), 0.08, 0.8)))
+             * np.exp(states["cvr"]))
     cvr_t = np.clip(cvr_t, 1e-4, 0.9)
     frequency = 1.0 + age / np.where(fatigue[:, None], 30.0, 90.0)
 
@@ -318,4 +329,5 @@ def generate(
                           "expected_leads_next_week": (spend_exp[:, D + 1:] / true_cpl[:, D + 1:]).sum(axis=1)}),
         adsets=pd.DataFrame({"adset_id": adset_ids, "campaign_id": campaign_ids[adset_campaign], "daily_budget": budget}),
         last_day=dates[D], shift_day=dates[shift_day],
+        wander={**states, "preference": preference, "alive": alive, "ad_adset": ad_adset},
     )

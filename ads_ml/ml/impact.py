@@ -364,8 +364,13 @@ def counterfactual_shift(y: pd.Series, x: pd.Series, recent: np.ndarray, after: 
     resid = noise_days - noise_days.mean()
     raw = _lag1(resid)
     rho = float(np.clip(raw + (1 + 3 * raw) / len(resid), 0.0, 0.95))  # Kendall's bias correction
-    inflation = (1 + rho) / (1 - rho)
-    se = float(np.std(resid, ddof=1)) * float(np.sqrt(inflation / len(after_days) + inflation / len(level_days)))
+    # the exact variance of (after mean − level mean) of AR(1) noise on these very days: the two
+    # windows' own autocorrelation, less their covariance (they lie days apart, not independent)
+    days = np.arange(len(d), dtype=float)
+    at = np.concatenate([days[recent & ok], days[after & ok]])
+    weights = np.concatenate([np.full(len(level_days), -1.0 / len(level_days)), np.full(len(after_days), 1.0 / len(after_days))])
+    correlation = rho ** np.abs(at[:, None] - at[None, :])
+    se = float(np.std(resid, ddof=1)) * float(np.sqrt(max(weights @ correlation @ weights, 0.0)))
     effect = float(after_days.mean() - level_days.mean())
     if se <= 0:
         return effect, 0.0, (0.0 if effect else 1.0)
