@@ -50,7 +50,7 @@ import pandas as pd
 from scipy import stats
 from sqlalchemy import create_engine, text
 
-from benchmarks.truth_accounts import HOLDOUT_DAYS, TruthAccount, generate
+from benchmarks.truth_accounts import HOLDOUT_DAYS, WANDER, TruthAccount, generate
 
 TIER_ORDER = {"HIGH_PERFORMER": 3, "MODERATE": 2, "LOW": 1, "UNDERPERFORMER": 0}
 ANOMALY_METRICS = ("spend", "cpm", "ctr", "cpl", "leads")
@@ -332,8 +332,6 @@ def oracle_power_wander(truth: TruthAccount, change: pd.Series, window: int, dra
     — finds the change's true direction from the entity's leads summed over ``window`` days after it
     (two-sided, 5 %). What it cannot know is how the states wander on from there, which no method
     can; :func:`oracle_power` knows that too, so it is an upper bound no method reaches."""
-    from benchmarks.truth_accounts import WANDER
-
     w = truth.wander
     ad_ids = truth.expected_leads.index
     day = pd.Timestamp(change["change_date"])
@@ -407,12 +405,10 @@ def score_impact(truth: TruthAccount, results: dict[str, pd.DataFrame]) -> dict:
         }
     real = merged.loc[merged["truth"] != "neutral"]
     for window in (7, 28):
-        power = [oracle_power(truth, row, window) for _, row in real.iterrows()]
-        out[f"ceiling_{window}d"] = {"null_significant": None, "nulls": int((merged["truth"] == "neutral").sum()),
-                                     "real_right": round(float(np.sum(power)), 2), "reals": len(real)}
-        facing = [oracle_power_wander(truth, row, window) for _, row in real.iterrows()]
-        out[f"ceiling_wander_{window}d"] = {"null_significant": None, "nulls": int((merged["truth"] == "neutral").sum()),
-                                            "real_right": round(float(np.sum(facing)), 2), "reals": len(real)}
+        for name, oracle in (("ceiling", oracle_power), ("ceiling_wander", oracle_power_wander)):
+            power = [oracle(truth, row, window) for _, row in real.iterrows()]
+            out[f"{name}_{window}d"] = {"null_significant": None, "nulls": int((merged["truth"] == "neutral").sum()),
+                                        "real_right": round(float(np.sum(power)), 2), "reals": len(real)}
     out["rows"] = merged[["entity_type", "change_type", "effect", "truth", "overall_impact", "ttest", "counterfactual"]]
     return out
 
