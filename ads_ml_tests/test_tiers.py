@@ -6,7 +6,9 @@ import datetime as dt
 
 import numpy as np
 import pandas as pd
+import pytest
 
+from ads_ml import settings
 from ads_ml.demo import generate_account
 from ads_ml.ml.features import compute_entity_features
 from ads_ml.ml.tiers import (
@@ -15,8 +17,11 @@ from ads_ml.ml.tiers import (
     build_training_set,
     classify_entities,
     expected_calibration_error,
+    expected_cost,
     rule_tiers,
+    rule_tiers_from_features,
     tier_direction,
+    tiers_from_cost,
     train_tier_classifier,
 )
 from ads_ml_tests.tier_data import known_tier_account
@@ -63,12 +68,36 @@ def test_known_tiers_are_learned():
     assert result.status == "trained"
     assert result.metrics["accuracy"] >= 0.9
     features = compute_entity_features(daily, entities, REF)
+    model = result.model
+    learned = tiers_from_cost(expected_cost(model, features))
+    assert (learned == truth.reindex(features.index).to_numpy()).mean() >= 0.9
+    assert all(len(top) > 0 for top in model.top_features(features))
+    # the rule tiers are just as right here: a classifier that only ties them is not used
+    assert result.metrics["order_gain_lower"] <= 0 and result.metrics["beats_rules"] is False
+    classified = classify_entities(features, model)
+    assert (classified["method"] == "rules").all()
+    assert (classified["tier"] == truth.reindex(classified.index)).mean() >= 0.9
+
+
+def test_a_classifier_that_orders_clearly_better_than_the_rules_is_used():
+    daily, entities, truth = known_tier_account(per_group=8)
+    training = build_training_set(daily, entities, REF)
+    # the rules' evidence scrambled within each snapshot: they order next week no better than chance,
+    # while the classifier still reads the 7- and 30-day CPL
+    rng = np.random.default_rng(1)
+    for snapshot in training.snapshot.unique():
+        rows = (training.snapshot == snapshot).to_numpy()
+        order = rng.permutation(rows.sum())
+        for column in ("spend_weighted", "leads_weighted", "cpl_weighted_vs_account"):
+            training.X.loc[rows, column] = training.X.loc[rows, column].to_numpy()[order]
+    result = train_tier_classifier(training)
+    assert result.metrics["order_gain_lower"] > 0 and result.metrics["beats_rules"] is True
+    assert result.metrics["use"] == "model"
+    features = compute_entity_features(daily, entities, REF)
     classified = classify_entities(features, result.model)
     assert (classified["method"] == "model").all()
-    agreement = (classified["tier"] == truth.reindex(classified.index)).mean()
-    assert agreement >= 0.9
     assert classified["confidence"].between(0, 1).all()
-    assert all(len(top) > 0 for top in classified["top_features"])
+    assert (classified["tier"] == truth.reindex(classified.index)).mean() >= 0.9
 
 
 def test_outcome_labels_look_forward_without_touching_the_features():
@@ -135,8 +164,9 @@ def test_transfer_model_classifies_young_entities_with_a_penalty():
     np.testing.assert_allclose(classified.loc[young, "confidence"].to_numpy(dtype=float), expected)
     # entities with history and no own model also fall back to the transfer model
     assert (classified["method"] == "transfer").all()
-    # with an own model, only the young ones are transferred
+    # with an own model (one that passed its check against the rules), only the young ones are transferred
     own = train_tier_classifier(training).model
+    own.beats_rules_ = True
     mixed = classify_entities(features, own, transfer)
     assert set(mixed.loc[mixed["is_transfer"]].index) == set(young)
 
@@ -187,3 +217,33 @@ def test_a_classifier_that_does_not_beat_the_rules_is_not_used():
     assert result.metrics["use"].startswith("rules:")
     classified = classify_entities(compute_entity_features(daily, entities, REF), result.model)
     assert (classified["method"] == "rules").all() and (classified["tier"] == classified["rule_tier"]).all()
+
+
+def test_rule_tiers_weigh_older_weeks_and_need_recent_delivery():
+    dates = pd.date_range(end=REF, periods=56, freq="D")
+
+    def ad(entity: str, old_leads: int, recent_leads: list[int], delivering: bool = True) -> pd.DataFrame:
+        leads = np.array([old_leads] * 49 + recent_leads)
+        spend = np.full(56, 50.0)
+        if not delivering:  # stopped ten days ago
+            spend[-10:], leads[-10:] = 0.0, 0
+        return pd.DataFrame({"entity_id": entity, "date": dates, "impressions": 5000, "reach": 4000.0, "clicks": 50,
+                             "spend": spend, "leads": leads, "conversions": 0})
+
+    last_week = [1, 0, 1, 0, 1, 0, 1]  # the same four leads this week for the first two
+    daily = pd.concat([
+        ad("steady_cheap", 5, last_week), ad("steady_dear", 1, last_week),
+        ad("mid_1", 3, [3] * 7), ad("mid_2", 2, [2] * 7), ad("stopped", 9, [0] * 7, delivering=False),
+    ])
+    entities = pd.DataFrame({"entity_id": daily["entity_id"].unique(), "parent_id": "adset", "status": "ACTIVE"})
+    features = compute_entity_features(daily, entities, REF)
+    tiers = pd.Series(rule_tiers_from_features(features), index=features.index)
+    # a week of four leads says little; seven weeks of five leads a day say the ad is cheap
+    assert tiers["steady_cheap"] == "HIGH_PERFORMER" and tiers["steady_dear"] == "UNDERPERFORMER"
+    # the last 7 days alone could not tell them apart
+    assert features.loc["steady_cheap", "cpl_7d"] == features.loc["steady_dear", "cpl_7d"]
+    # no spend in the last 7 days: nothing recent to judge, however cheap it was
+    assert tiers["stopped"] == "INSUFFICIENT_DATA"
+    # the weight of a day halves every RECENCY_HALF_LIFE_DAYS
+    weights = 0.5 ** (np.arange(56)[::-1] / settings.RECENCY_HALF_LIFE_DAYS)
+    assert features.loc["mid_2", "spend_weighted"] == pytest.approx(50.0 * weights.sum())

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ads_ml import settings
 from ads_ml.ml.features import FEATURE_COLUMNS
 
 
@@ -89,6 +90,9 @@ def features_by_loop(daily: pd.DataFrame, entities: pd.DataFrame, reference_date
         f["has_budget"] = float(pd.notna(budget) and float(budget) > 0)
         f["parent_id"] = info["parent_id"]
         f["_spend_30d"] = float(w30["spend"].sum())
+        weight = 0.5 ** ((ref - d["date"]).dt.days / settings.RECENCY_HALF_LIFE_DAYS)
+        f["spend_weighted"] = float((d["spend"] * weight).sum())
+        f["leads_weighted"] = float((d["leads"] * weight).sum())
         rows[entity_id] = f
     out = pd.DataFrame.from_dict(rows, orient="index")
     parent = out["parent_id"].fillna("")
@@ -107,5 +111,9 @@ def features_by_loop(daily: pd.DataFrame, entities: pd.DataFrame, reference_date
     account_cpl_30d = _ratio(sum(r["_spend_30d"] for r in rows.values()), out["leads_30d"].sum())
     out["cpl_vs_account_7d"] = [_ratio(v, account_cpl_7d) if not np.isnan(v) else np.nan for v in out["cpl_7d"]]
     out["cpl_vs_account_30d"] = [_ratio(v, account_cpl_30d) if not np.isnan(v) else np.nan for v in out["cpl_30d"]]
+    pooled = _ratio(out["spend_weighted"].sum(), out["leads_weighted"].sum())
+    prior = settings.TIER_PRIOR_LEADS
+    out["cpl_weighted_vs_account"] = [(s + prior * pooled) / (n + prior) / pooled if pooled == pooled and pooled else np.nan
+                                      for s, n in zip(out["spend_weighted"], out["leads_weighted"])]
     out.index.name = "entity_id"
     return out[["parent_id", *FEATURE_COLUMNS]]

@@ -76,8 +76,8 @@ def build_tier_classifier_check(level: str) -> dg.AssetChecksDefinition:
     @dg.asset_check(
         asset=f"{level}_tier_classifier", partitions_def=ad_account_partitions, name="beats_rule_tiers", blocking=True,
         description="The classifier orders the validation weeks' realised cost per lead better than the rule tiers "
-        "(quantiles of the last 7 days' shrunk CPL). When it does not, classifications use the rule tiers "
-        "and say why; this check warns.",
+        "(quantiles of the recency-weighted shrunk CPL) beyond the validation's noise (the lower bound of its "
+        "gain above 0). When it does not, classifications use the rule tiers and say why; this check warns.",
     )
     def _beats_rules(tier_classifier: Optional[StoredModel]) -> dg.AssetCheckResult:
         if tier_classifier is None:
@@ -90,6 +90,7 @@ def build_tier_classifier_check(level: str) -> dg.AssetChecksDefinition:
             metadata={
                 "model_order": _order(metrics.get("model_order")),
                 "rule_order": _order(metrics.get("rule_order")),
+                "order_gain_lower_bound": _order(metrics.get("order_gain_lower")),
                 "use": str(metrics.get("use", "model")),
                 "model_version": int(tier_classifier.version),
             },

@@ -33,6 +33,11 @@ Windows end at the reference date *inclusive*: "7 days" is ``(R-7, R]``. Definit
   ``cpl_vs_siblings_7d``: the entity's CPL divided by the pooled CPL of its siblings;
   ``cpl_vs_account_7d`` / ``_30d``: the entity's CPL divided by the pooled CPL of every entity of
   the level (the account average), over 7 / 30 days.
+- ``spend_weighted``, ``leads_weighted``: sums over the whole loaded history, each day weighted
+  by 0.5^(days before the reference date / RECENCY_HALF_LIFE_DAYS): recent weeks count most, older
+  ones still add evidence where a week holds a few leads; ``cpl_weighted_vs_account``: their
+  ratio shrunk toward the level's pooled weighted CPL by TIER_PRIOR_LEADS pseudo-leads, divided
+  by that pooled CPL (the cost the rule tiers rank by, :func:`ads_ml.ml.tiers.rule_tiers`).
 """
 
 from __future__ import annotations
@@ -83,6 +88,9 @@ FEATURE_COLUMNS: tuple[str, ...] = (
     "cpl_vs_siblings_7d",
     "cpl_vs_account_7d",
     "cpl_vs_account_30d",
+    "spend_weighted",
+    "leads_weighted",
+    "cpl_weighted_vs_account",
 )
 
 
@@ -128,6 +136,9 @@ def compute_entity_features(
         values = d[column].to_numpy()
         sums[f"{column}_14d"] = values * w_medium
         sums[f"{column}_30d"] = values * w_long
+    recency = 0.5 ** (offset / settings.RECENCY_HALF_LIFE_DAYS)
+    for column in ("spend", "leads"):
+        sums[f"{column}_weighted"] = d[column].to_numpy() * recency
     sums["leads_sq_7d"] = d["leads"].to_numpy() ** 2 * w_short
     sums["days_with_leads_7d"] = ((d["leads"].to_numpy() > 0) & w_short).astype("float64")
     # Reach may be absent (NaN): keep it missing unless some day in the window reported it.
@@ -211,6 +222,12 @@ def compute_entity_features(
     out["cpl_vs_siblings_7d"] = safe_ratio(out["cpl_7d"], siblings_cpl)
     out["cpl_vs_account_7d"] = safe_ratio(out["cpl_7d"], cpl(out["spend_7d"].sum(), out["leads_7d"].sum()))
     out["cpl_vs_account_30d"] = safe_ratio(out["cpl_30d"], cpl(agg["spend_30d"].sum(), agg["leads_30d"].sum()))
+
+    out["spend_weighted"] = agg["spend_weighted"]
+    out["leads_weighted"] = agg["leads_weighted"]
+    pooled = cpl(agg["spend_weighted"].sum(), agg["leads_weighted"].sum())
+    shrunk = (agg["spend_weighted"] + settings.TIER_PRIOR_LEADS * pooled) / (agg["leads_weighted"] + settings.TIER_PRIOR_LEADS)
+    out["cpl_weighted_vs_account"] = shrunk / pooled if np.isfinite(pooled) and pooled > 0 else np.nan
 
     out.index.name = "entity_id"
     return out[["parent_id", *FEATURE_COLUMNS]]

@@ -12,8 +12,9 @@ Labels, in order of precedence:
 3. **rule** — when history allows too few outcome labels, the rule tier of the snapshot's own last
    7 days.
 
-Rule tier: CPL against the level's pooled CPL over the same window, and lead volume (thresholds in
-:mod:`ads_ml.settings`). Validation is time-based: train on snapshots whose outcome windows end
+Rule tier: quantiles of the recency-weighted CPL shrunk toward the level's pooled CPL (lead volume
+is the guard; thresholds in :mod:`ads_ml.settings`); outcome labels apply the same rule to the
+next 7 days' spend and leads. Validation is time-based: train on snapshots whose outcome windows end
 before the first validation snapshot, validate on the most recent ones. Probabilities are
 calibrated by temperature scaling fitted on out-of-fold predictions (folds by snapshot date), so the
 confidence of a prediction is a probability one can read as such.
@@ -48,7 +49,7 @@ TRANSFER_FEATURE_COLUMNS: tuple[str, ...] = (
     "cpl_trend_7d", "leads_trend_7d", "spend_trend_7d", "ctr_trend_7d",
     "cpl_14d", "cpl_30d", "cpl_std_7d", "frequency_7d",
     "days_with_leads_7d", "days_active", "age_days", "cpl_vs_siblings_7d",
-    "cpl_vs_account_7d", "cpl_vs_account_30d",
+    "cpl_vs_account_7d", "cpl_vs_account_30d", "cpl_weighted_vs_account",
 )
 
 #: What a tier classifier reads: every feature known at the snapshot's date. Status and budget are
@@ -88,25 +89,31 @@ def tiers_from_cost(cost, eligible=None) -> np.ndarray:  # noqa: ANN001
     return out
 
 
-def rule_tiers(spend, leads, account_cpl: float) -> np.ndarray:  # noqa: ANN001
-    """Rule tier per entity from its spend and leads over a window and the level's pooled CPL over
-    the same window: quantiles of the shrunk CPL (see TIER_QUANTILES). No lead and less spend
-    than half an average CPL (or none) is INSUFFICIENT_DATA."""
+def rule_tiers(spend, leads, account_cpl: float, delivering=None) -> np.ndarray:  # noqa: ANN001
+    """Rule tier per entity from its spend and leads (over a window, or recency-weighted) and the
+    level's pooled CPL over the same: quantiles of the shrunk CPL (see TIER_QUANTILES). No lead
+    and less spend than half an average CPL (or none), or not ``delivering`` (when given), is
+    INSUFFICIENT_DATA."""
     spend = np.asarray(spend, dtype="float64")
     leads = np.asarray(leads, dtype="float64")
     reference = account_cpl if np.isfinite(account_cpl) and account_cpl > 0 else np.nan
     no_lead = ~(leads > 0)
     min_spend = settings.TIER_INSUFFICIENT_SPEND_SHARE_OF_CPL * (reference if np.isfinite(reference) else 0.0)
     insufficient = no_lead & ((spend < min_spend) | ~(spend > 0))
+    if delivering is not None:
+        insufficient |= ~np.asarray(delivering, dtype=bool)
     if not np.isfinite(reference):  # no lead anywhere: nothing to rank by
         return np.where(insufficient, settings.TIER_INSUFFICIENT, settings.TIER_UNDER).astype(object)
     return tiers_from_cost(shrunk_cpl(spend, leads, reference), ~insufficient)
 
 
 def rule_tiers_from_features(features: pd.DataFrame) -> np.ndarray:
-    """Rule tiers of a feature frame's own last 7 days, against the level's pooled 7-day CPL."""
-    pooled = cpl(features["spend_7d"].sum(), features["leads_7d"].sum())
-    return rule_tiers(features["spend_7d"], features["leads_7d"], pooled)
+    """Rule tiers of a feature frame: quantiles of the recency-weighted CPL (``spend_weighted`` /
+    ``leads_weighted``, shrunk toward the level's pooled weighted CPL) of the entities that spent
+    in the last 7 days; the others are INSUFFICIENT_DATA."""
+    pooled = cpl(features["spend_weighted"].sum(), features["leads_weighted"].sum())
+    return rule_tiers(features["spend_weighted"], features["leads_weighted"], pooled,
+                      delivering=(features["spend_7d"] > 0).to_numpy())
 
 
 def tier_direction(previous, current) -> np.ndarray:  # noqa: ANN001
@@ -462,21 +469,39 @@ def _tier_spearman(tiers: np.ndarray, cost: np.ndarray) -> float:
     return float(spearmanr(rank, -cost[ok]).statistic)
 
 
-def validation_orders(model: "TierClassifier", training: TrainingSet, mask: np.ndarray) -> dict[str, float]:
-    """On the validation snapshots (``mask``): how well the model's tiers and the rule tiers of
-    the snapshot's own last 7 days order the entities by the cost they realised next (mean over
-    snapshots of −Spearman). The model is used only where it orders better."""
-    model_scores, rule_scores = [], []
+def validation_orders(model: "TierClassifier", training: TrainingSet, mask: np.ndarray,
+                      draws: int = settings.TIER_GATE_BOOTSTRAP_DRAWS) -> dict[str, float]:
+    """On the validation snapshots (``mask``): how well the model's tiers and the rule tiers order
+    the entities by the cost they realised next (mean over snapshots of −Spearman), and the lower
+    bound of the model's gain over the rules: the TIER_GATE_CONFIDENCE lower quantile of that gain
+    over ``draws`` bootstrap resamples of the entities of each snapshot. The model is used only
+    where the bound is above 0: a classifier is trusted over the rules when the validation weeks
+    show it orders better by more than their noise, not when it is ahead by luck."""
+    snapshots = []
     for snap in np.unique(training.snapshot[mask]):
         rows = mask & (training.snapshot == snap).to_numpy() & training.outcome_cost.notna().to_numpy()
         if rows.sum() < 5:
             continue
         X = training.X.loc[rows]
-        cost = training.outcome_cost.loc[rows].to_numpy()
-        model_scores.append(_tier_spearman(tiers_from_cost(expected_cost(model, X)), cost))
-        rule_scores.append(_tier_spearman(rule_tiers_from_features(X), cost))
-    return {"model_order": float(np.nanmean(model_scores)) if np.isfinite(model_scores).any() else float("nan"),
-            "rule_order": float(np.nanmean(rule_scores)) if np.isfinite(rule_scores).any() else float("nan")}
+        snapshots.append((tiers_from_cost(expected_cost(model, X)), rule_tiers_from_features(X),
+                          training.outcome_cost.loc[rows].to_numpy()))
+    model_scores = np.array([_tier_spearman(m, c) for m, _, c in snapshots])
+    rule_scores = np.array([_tier_spearman(r, c) for _, r, c in snapshots])
+    both = np.isfinite(model_scores) & np.isfinite(rule_scores)
+    out = {"model_order": float(np.nanmean(model_scores)) if np.isfinite(model_scores).any() else float("nan"),
+           "rule_order": float(np.nanmean(rule_scores)) if np.isfinite(rule_scores).any() else float("nan"),
+           "order_gain_lower": float("nan")}
+    if both.any():
+        rng = np.random.default_rng(0)
+        gains = np.zeros(draws)
+        kept = [s for s, ok in zip(snapshots, both) if ok]
+        for m, r, c in kept:
+            for d in range(draws):
+                pick = rng.integers(0, len(c), len(c))
+                gain = _tier_spearman(m[pick], c[pick]) - _tier_spearman(r[pick], c[pick])
+                gains[d] += (gain if np.isfinite(gain) else 0.0) / len(kept)
+        out["order_gain_lower"] = float(np.quantile(gains, 1.0 - settings.TIER_GATE_CONFIDENCE))
+    return out
 
 
 def train_tier_classifier(
@@ -525,11 +550,14 @@ def train_tier_classifier(
     final = TierClassifier(feature_columns).fit(training.X, training.y, groups=training.snapshot.astype("int64"))
     metrics["temperature"] = final.temperature_
     model_order, rule_order = metrics.get("model_order", np.nan), metrics.get("rule_order", np.nan)
-    # used only when it orders the validation weeks' outcomes better than the rules do
-    final.beats_rules_ = bool(np.isfinite(model_order) and (not np.isfinite(rule_order) or model_order > rule_order))
+    gain_lower = metrics.get("order_gain_lower", np.nan)
+    # used only when it orders the validation weeks' outcomes better than the rules, beyond their noise
+    final.beats_rules_ = bool(np.isfinite(model_order) and (not np.isfinite(rule_order) or gain_lower > 0))
     metrics["beats_rules"] = final.beats_rules_
+    confidence = f"{settings.TIER_GATE_CONFIDENCE:.0%}"
     metrics["use"] = "model" if final.beats_rules_ else (
-        f"rules: the classifier's validation order {model_order:.3f} does not beat the rule tiers' {rule_order:.3f}"
+        f"rules: the classifier's validation order {model_order:.3f} does not beat the rule tiers' {rule_order:.3f} "
+        f"with {confidence} confidence (lower bound of its gain {gain_lower:+.3f})"
         if np.isfinite(model_order) else "rules: no validation of the classifier against the rule tiers")
     return TierTrainingResult(
         status="trained", model=final, metrics=metrics, n_samples=n, label_sources=sources, tier_counts=counts

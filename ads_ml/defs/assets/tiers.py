@@ -49,7 +49,8 @@ def _training_metadata(result: TierTrainingResult) -> dict:
         metadata["reason"] = result.reason
     if "use" in result.metrics:
         metadata["use"] = str(result.metrics["use"])
-    for key in ("accuracy", "f1_weighted", "log_loss", "ece", "rule_accuracy", "model_order", "rule_order"):
+    for key in ("accuracy", "f1_weighted", "log_loss", "ece", "rule_accuracy", "model_order", "rule_order",
+                "order_gain_lower"):
         if key in result.metrics and result.metrics[key] is not None and np.isfinite(result.metrics[key]):
             metadata[f"validation_{key}"] = float(result.metrics[key])
     if result.model is not None:
