@@ -205,3 +205,27 @@ def test_the_standard_error_of_a_window_shift_matches_its_spread_under_autocorre
         effects.append(effect)
         errors.append(se)
     assert 0.9 < np.std(effects) / np.median(errors) < 1.25
+
+
+def test_without_a_clean_sibling_the_levels_other_clean_entities_are_the_controls():
+    from ads_ml.ml.impact import LevelData, baseline, delivery_spans, regime_events
+
+    days = pd.date_range("2026-05-01", "2026-06-30", freq="D")
+    change = pd.Timestamp("2026-06-15")
+    rows = pd.concat([pd.DataFrame({"entity_id": e, "date": days, "spend": 100.0, "leads": 5, "clicks": 50, "impressions": 5000})
+                      for e in ("target", "sibling", "cousin", "cousin_changed")])
+    entities = pd.DataFrame({"entity_id": ["target", "sibling", "cousin", "cousin_changed"],
+                             "parent_id": ["campaign_1", "campaign_1", "campaign_2", "campaign_2"]})
+    changes = pd.DataFrame({"entity_type": "adset", "entity_id": ["target", "sibling", "cousin_changed"],
+                            "change_date": [change, change + pd.Timedelta(days=2), change - pd.Timedelta(days=3)]})
+    levels = {"adset": LevelData(rows, entities, days[0], days[-1])}
+    spans = {"adset": delivery_spans(rows)}
+    events = regime_events(changes, spans, {}, days[0], days[-1])
+    controls, _start, moved = baseline(levels, events, spans, "adset", "target", change, 7, 7)
+    # the only sibling changed inside the windows: the other campaign's clean adset stands in
+    assert moved is None and set(controls["entity_id"]) == {"cousin"}
+    # with a clean sibling, the sibling alone
+    calm = changes.loc[changes["entity_id"] != "sibling"]
+    controls, _start, _moved = baseline(levels, regime_events(calm, spans, {}, days[0], days[-1]), spans, "adset", "target",
+                                        change, 7, 7)
+    assert set(controls["entity_id"]) == {"sibling"}
