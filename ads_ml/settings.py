@@ -178,6 +178,10 @@ TIER_VALIDATION_SHARE = 0.2
 #: the rules on 16 of them (−0.011 on average).
 TIER_GATE_CONFIDENCE = 0.9
 TIER_GATE_BOOTSTRAP_DRAWS = 200
+#: Posterior draws behind a rule tier's confidence (:func:`ads_ml.ml.tiers.rule_confidence`).
+#: Measured against the held-out week's tier (``benchmarks.tiers_direct``, 40 accounts): top-label
+#: ECE 0.05 at small volume, 0.03 at large.
+TIER_RULE_CONFIDENCE_DRAWS = 200
 #: The transfer model needs this many campaigns, and its confidence is multiplied by the penalty.
 TRANSFER_MIN_CAMPAIGNS = 10
 TRANSFER_CONFIDENCE_PENALTY = 0.85

@@ -7,7 +7,9 @@ on many more seeds than the CLI benchmark can afford, to tune the tiers.
 
 Prints per account and on average −Spearman of tier order against the realised next-week CPL
 (:func:`benchmarks.ground_truth.score_tiers`): ours, the rule baseline and the ceiling, and which
-method the tiers came from; the figure of record is the CLI benchmark's.
+method the tiers came from; the figure of record is the CLI benchmark's. Then how well the
+confidence of our tiers is calibrated against the tier each ad earned over the held-out week
+(top-label ECE and accuracy by confidence bin).
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ import pandas as pd
 
 from ads_ml import settings
 from ads_ml.ml.features import compute_entity_features
-from ads_ml.ml.tiers import build_training_set, classify_entities, train_tier_classifier
-from benchmarks.ground_truth import score_tiers
+from ads_ml.ml.metrics import cpl
+from ads_ml.ml.tiers import TIERS, build_training_set, classify_entities, rule_tiers, train_tier_classifier
+from benchmarks.ground_truth import level_daily, score_tiers
 from benchmarks.truth_accounts import TruthAccount, generate
 
 
@@ -39,6 +42,12 @@ def ad_level(truth: TruthAccount) -> tuple[pd.DataFrame, pd.DataFrame]:
     return daily, entities
 
 
+def held_out_tiers(truth: TruthAccount, index: pd.Index) -> np.ndarray:
+    """The rule tier each ad earned over the held-out week (the outcome a tier's confidence is about)."""
+    held = level_daily(truth.holdout, "ad").groupby("entity_id")[["spend", "leads"]].sum().reindex(index).fillna(0.0)
+    return rule_tiers(held["spend"], held["leads"], cpl(held["spend"].sum(), held["leads"].sum()))
+
+
 def classifications(truth: TruthAccount, with_classifier: bool = True) -> tuple[pd.DataFrame, str]:
     """The ad classifications as the asset stores them, and the trained classifier's "use" note;
     without the classifier, the rule tiers."""
@@ -47,7 +56,9 @@ def classifications(truth: TruthAccount, with_classifier: bool = True) -> tuple[
     features = compute_entity_features(daily, entities, truth.last_day)
     tiers = classify_entities(features, result.model if result else None)
     frame = pd.DataFrame({"entity_type": "ad", "entity_id": tiers.index.astype(str), "reference_date": truth.last_day,
-                          "tier": tiers["tier"].to_numpy(), "method": tiers["method"].to_numpy()})
+                          "tier": tiers["tier"].to_numpy(), "method": tiers["method"].to_numpy(),
+                          "confidence": tiers["confidence"].to_numpy(dtype="float64"),
+                          "held_out_tier": held_out_tiers(truth, tiers.index)})
     return frame, str(result.metrics.get("use", result.reason)) if result else "rules"
 
 
@@ -57,12 +68,14 @@ def main() -> None:
     parser.add_argument("--volume", choices=["small", "large"], nargs="+", default=["small", "large"])
     parser.add_argument("--rules-only", action="store_true", help="the rule tiers alone (no classifier)")
     args = parser.parse_args()
-    rows = []
+    rows, confidences = [], []
     for volume in args.volume:
         for seed in args.seeds:
             truth = generate(seed, volume)
             frame, use = classifications(truth, not args.rules_only)
             scored = score_tiers(truth, {"classifications": frame})
+            judged = frame["confidence"].notna() & frame["held_out_tier"].isin(TIERS)
+            confidences.append(frame.loc[judged].assign(volume=volume, right=lambda f: f["tier"] == f["held_out_tier"]))
             rows.append({"volume": volume, "seed": seed, **{k: scored[k] for k in ("ours", "rule_quartiles_7d",
                          "ceiling_4_tiers", "ads_judged")}, "method": frame["method"].mode().iat[0], "use": use[:60]})
     table = pd.DataFrame(rows)
@@ -73,6 +86,14 @@ def main() -> None:
           .mean().round(3).to_string())
     print(f"\nall: ours {table['ours'].mean():.3f}, rule {table['rule_quartiles_7d'].mean():.3f}, "
           f"ceiling {table['ceiling_4_tiers'].mean():.3f}; ours above the rule on {int(table['beats_rule'].sum())}/{len(table)}")
+    judged = pd.concat(confidences)
+    print("\nconfidence against the held-out week's tier (top-label ECE; 0 is perfectly calibrated):")
+    for volume, part in judged.groupby("volume"):
+        bins = pd.cut(part["confidence"], np.linspace(0, 1, 11), include_lowest=True)
+        by_bin = part.groupby(bins, observed=True).agg(n=("right", "size"), confidence=("confidence", "mean"), accuracy=("right", "mean"))
+        ece = float((by_bin["n"] * (by_bin["accuracy"] - by_bin["confidence"]).abs()).sum() / by_bin["n"].sum())
+        print(f"{volume}: ECE {ece:.3f}, mean confidence {part['confidence'].mean():.3f}, accuracy {part['right'].mean():.3f}")
+        print(by_bin.round(3).T.to_string())
 
 
 if __name__ == "__main__":

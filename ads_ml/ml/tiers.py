@@ -116,6 +116,36 @@ def rule_tiers_from_features(features: pd.DataFrame) -> np.ndarray:
                       delivering=(features["spend_7d"] > 0).to_numpy())
 
 
+def rule_confidence(features: pd.DataFrame, tiers, draws: int = settings.TIER_RULE_CONFIDENCE_DRAWS) -> np.ndarray:  # noqa: ANN001
+    """The probability that a rule tier is the tier the entity earns over the next 7 days, as the
+    classifier's confidence is: per entity, its rate of leads per unit spent drawn from its
+    posterior (Gamma: the TIER_PRIOR_LEADS pseudo-leads at the pooled weighted CPL plus its weighted
+    spend and leads), next week's leads drawn (Poisson) at its last 7 days' spend, every eligible
+    entity re-tiered on each draw; the share of draws that give it its tier. Missing where the tier
+    is INSUFFICIENT_DATA. Deterministic (a fixed seed)."""
+    tiers = np.asarray(tiers, dtype=object)
+    out = np.full(len(tiers), np.nan)
+    eligible = pd.Series(tiers).isin(TIERS).to_numpy()
+    pooled = cpl(features["spend_weighted"].sum(), features["leads_weighted"].sum())
+    if not eligible.any() or not (np.isfinite(pooled) and pooled > 0):
+        return out
+    prior = settings.TIER_PRIOR_LEADS
+    spend_w = features["spend_weighted"].to_numpy(dtype="float64")[eligible]
+    leads_w = features["leads_weighted"].to_numpy(dtype="float64")[eligible]
+    spend_next = features["spend_7d"].to_numpy(dtype="float64")[eligible]
+    rng = np.random.default_rng(0)
+    rate = rng.gamma(prior + leads_w, 1.0 / (prior * pooled + spend_w), size=(draws, eligible.sum()))
+    leads = rng.poisson(rate * spend_next)
+    pooled_next = spend_next.sum() / np.maximum(leads.sum(axis=1, keepdims=True), 1)
+    cost = (spend_next + prior * pooled_next) / (leads + prior)
+    position = (pd.DataFrame(cost).rank(axis=1, method="average").to_numpy() - 0.5) / eligible.sum()
+    q_high, q_moderate, q_low = settings.TIER_QUANTILES
+    drawn = np.select([position < q_high, position < q_moderate, position < q_low], [0, 1, 2], default=3)
+    assigned = np.array([TIERS.index(t) for t in tiers[eligible]])
+    out[eligible] = (drawn == assigned).mean(axis=0)
+    return out
+
+
 def tier_direction(previous, current) -> np.ndarray:  # noqa: ANN001
     """improved / declined / stable between two tiers: the same tier (INSUFFICIENT_DATA included) is
     stable; None when there is no previous tier or one side is INSUFFICIENT_DATA and the other not."""
@@ -577,7 +607,8 @@ def classify_entities(
 ) -> pd.DataFrame:
     """Tier of every entity of a feature frame (index entity_id).
 
-    Columns: ``tier``, ``confidence`` (calibrated probability; missing for rule tiers), ``method``
+    Columns: ``tier``, ``confidence`` (calibrated probability; for rule tiers
+    :func:`rule_confidence`; missing for INSUFFICIENT_DATA), ``method``
     (model / transfer / rules), ``is_transfer``, ``top_features`` (dict), ``rule_tier``.
     Entities with less than ``min_history_days`` of history use the transfer model (confidence ×
     ``transfer_penalty``); with no usable model, the rule tier."""
@@ -585,10 +616,13 @@ def classify_entities(
     out = pd.DataFrame(index=features.index)
     out["rule_tier"] = rules
     out["tier"] = rules
-    out["confidence"] = np.nan
+    out["confidence"] = rule_confidence(features, rules)
     out["method"] = "rules"
     out["is_transfer"] = False
-    out["top_features"] = [{} for _ in range(len(out))]
+    # the evidence a rule tier ranks by: the entity's recency-weighted CPL against the level's
+    evidence = features["cpl_weighted_vs_account"].to_numpy(dtype="float64")
+    out["top_features"] = [{"cpl_weighted_vs_account": round(float(v), 4)} if t in TIERS and np.isfinite(v) else {}
+                           for t, v in zip(rules, evidence)]
     classifiable = rules != settings.TIER_INSUFFICIENT
     own_history = (features["age_days"] >= min_history_days).to_numpy()
 
