@@ -48,7 +48,7 @@ import numpy as np
 import pandas as pd
 
 from ads_ml import settings
-from ads_ml.ml.metrics import conversion_rate, cpc, cpl, ctr, frequency, relative_change, safe_ratio
+from ads_ml.ml.metrics import conversion_rate, cpc, cpl, ctr, frequency, relative_change, safe_ratio, shrunk_cpl
 
 METRIC_COLUMNS = ("impressions", "reach", "clicks", "spend", "leads", "conversions")
 
@@ -226,7 +226,7 @@ def compute_entity_features(
     out["spend_weighted"] = agg["spend_weighted"]
     out["leads_weighted"] = agg["leads_weighted"]
     pooled = cpl(agg["spend_weighted"].sum(), agg["leads_weighted"].sum())
-    shrunk = (agg["spend_weighted"] + settings.TIER_PRIOR_LEADS * pooled) / (agg["leads_weighted"] + settings.TIER_PRIOR_LEADS)
+    shrunk = shrunk_cpl(agg["spend_weighted"], agg["leads_weighted"], pooled)
     out["cpl_weighted_vs_account"] = shrunk / pooled if np.isfinite(pooled) and pooled > 0 else np.nan
 
     out.index.name = "entity_id"

@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ads_ml import settings
+
 
 def safe_ratio(numerator, denominator, scale: float = 1.0):  # noqa: ANN001, ANN201
     """``numerator / denominator * scale``; NaN where the denominator is 0 or missing."""
@@ -24,6 +26,15 @@ def safe_ratio(numerator, denominator, scale: float = 1.0):  # noqa: ANN001, ANN
 def cpl(spend, leads):  # noqa: ANN001, ANN201
     """Cost per lead, in the account currency."""
     return safe_ratio(spend, leads)
+
+
+def shrunk_cpl(spend, leads, reference_cpl: float, prior: float = settings.TIER_PRIOR_LEADS) -> np.ndarray:  # noqa: ANN001
+    """Cost per lead shrunk toward ``reference_cpl`` by ``prior`` pseudo-leads:
+    (spend + prior · reference) / (leads + prior). Few leads say little; a lead-less spender gets
+    dearer with every unit spent."""
+    spend = np.asarray(spend, dtype="float64")
+    leads = np.asarray(leads, dtype="float64")
+    return (spend + prior * reference_cpl) / (leads + prior)
 
 
 def ctr(clicks, impressions):  # noqa: ANN001, ANN201

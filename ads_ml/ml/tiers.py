@@ -38,7 +38,7 @@ from xgboost import XGBClassifier
 
 from ads_ml import settings
 from ads_ml.ml.features import FEATURE_COLUMNS, compute_entity_features
-from ads_ml.ml.metrics import cpl
+from ads_ml.ml.metrics import cpl, shrunk_cpl
 
 TIERS = settings.TIERS
 TIER_RANK = {tier: rank for rank, tier in enumerate(reversed(TIERS))}  # UNDERPERFORMER 0 .. HIGH 3
@@ -62,15 +62,6 @@ TIER_FEATURE_COLUMNS: tuple[str, ...] = tuple(c for c in FEATURE_COLUMNS if c no
 # --- rule tiers ----------------------------------------------------------------------------------
 
 
-def shrunk_cpl(spend, leads, reference_cpl: float, prior: float = settings.TIER_PRIOR_LEADS) -> np.ndarray:  # noqa: ANN001
-    """Cost per lead shrunk toward ``reference_cpl`` by ``prior`` pseudo-leads:
-    (spend + prior · reference) / (leads + prior). Few leads say little; a lead-less spender gets
-    dearer with every unit spent."""
-    spend = np.asarray(spend, dtype="float64")
-    leads = np.asarray(leads, dtype="float64")
-    return (spend + prior * reference_cpl) / (leads + prior)
-
-
 def tiers_from_cost(cost, eligible=None) -> np.ndarray:  # noqa: ANN001
     """Tiers by quantile of a cost (lower is better) among the ``eligible`` entities
     (TIER_QUANTILES); the others are INSUFFICIENT_DATA. Ties share a tier."""
@@ -79,14 +70,17 @@ def tiers_from_cost(cost, eligible=None) -> np.ndarray:  # noqa: ANN001
     out = np.full(len(cost), settings.TIER_INSUFFICIENT, dtype=object)
     if not eligible.any():
         return out
-    ranks = pd.Series(cost[eligible]).rank(method="average").to_numpy()
-    position = (ranks - 0.5) / eligible.sum()  # midpoint: one entity alone is in the middle
-    q_high, q_moderate, q_low = settings.TIER_QUANTILES
-    out[eligible] = np.select(
-        [position < q_high, position < q_moderate, position < q_low],
-        [settings.TIER_HIGH, settings.TIER_MODERATE, settings.TIER_LOW], default=settings.TIER_UNDER,
-    )
+    out[eligible] = np.asarray(TIERS, dtype=object)[_quantile_tier_index(cost[eligible][None, :])[0]]
     return out
+
+
+def _quantile_tier_index(cost: np.ndarray) -> np.ndarray:
+    """Per row of ``cost`` (rows × entities, lower is better), each entity's tier as an index of
+    TIERS by its quantile in the row (TIER_QUANTILES); ties share a tier."""
+    ranks = pd.DataFrame(cost).rank(axis=1, method="average").to_numpy()
+    position = (ranks - 0.5) / cost.shape[1]  # midpoint: one entity alone is in the middle
+    q_high, q_moderate, q_low = settings.TIER_QUANTILES
+    return np.select([position < q_high, position < q_moderate, position < q_low], [0, 1, 2], default=3)
 
 
 def rule_tiers(spend, leads, account_cpl: float, delivering=None) -> np.ndarray:  # noqa: ANN001
@@ -138,9 +132,7 @@ def rule_confidence(features: pd.DataFrame, tiers, draws: int = settings.TIER_RU
     leads = rng.poisson(rate * spend_next)
     pooled_next = spend_next.sum() / np.maximum(leads.sum(axis=1, keepdims=True), 1)
     cost = (spend_next + prior * pooled_next) / (leads + prior)
-    position = (pd.DataFrame(cost).rank(axis=1, method="average").to_numpy() - 0.5) / eligible.sum()
-    q_high, q_moderate, q_low = settings.TIER_QUANTILES
-    drawn = np.select([position < q_high, position < q_moderate, position < q_low], [0, 1, 2], default=3)
+    drawn = _quantile_tier_index(cost)
     assigned = np.array([TIERS.index(t) for t in tiers[eligible]])
     out[eligible] = (drawn == assigned).mean(axis=0)
     return out
