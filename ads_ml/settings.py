@@ -289,6 +289,9 @@ SCHEDULES = {
     "ad_classification": "0 6 * * *",
     "ensemble_calibration": "30 5 * * *",
     "ad_anomaly_detection": "0 */2 * * *",
+    # the Meta sync: today's (and yesterday's) data every hour; the account discovery every hour
+    "meta_sync": "0 * * * *",
+    "meta_discovery": "15 * * * *",
 }
 
 # --- forecasting -----------------------------------------------------------------------------
@@ -524,3 +527,66 @@ def forecast_methods(level: str) -> tuple[str, ...]:
     if unknown or not methods:
         raise ValueError(f"{name}={value!r}: unknown method(s) {unknown or value!r}; choose from {', '.join(FORECAST_METHODS)}")
     return methods
+
+
+# --- the Meta Marketing API sync ---------------------------------------------------------------
+
+#: The token of a system user with ``ads_read`` (a Dagster ``EnvVar`` of the ``meta`` resource); the
+#: app secret, when set, adds ``appsecret_proof`` to every request.
+META_ACCESS_TOKEN_ENV = "ADS_ML_META_ACCESS_TOKEN"
+META_APP_SECRET_ENV = "ADS_ML_META_APP_SECRET"
+#: The Graph API's base URL (tests and operators point it at another host).
+META_GRAPH_URL_ENV = "ADS_ML_META_GRAPH_URL"
+META_GRAPH_URL = "https://graph.facebook.com"
+#: The Graph API version every request names (pinned; the facebook-business SDK of the same major).
+META_API_VERSION = "v26.0"
+#: Only these accounts (comma-separated ``act_…``) instead of every account the token reads.
+META_ACCOUNT_IDS_ENV = "ADS_ML_META_ACCOUNT_IDS"
+#: Days re-pulled by the daily full sync: Meta revises attributed results for 28 days.
+META_REPULL_DAYS = 28
+#: The daily full re-pull runs at the first hourly sync at or after this hour, account time.
+META_FULL_SYNC_HOUR = 4
+#: Leads and conversions from the ``actions`` of an insight row: alternatives in order, the first
+#: whose action types the row reports wins; '+' sums disjoint types. Meta's ``lead`` already totals
+#: the on-Facebook form leads (``onsite_conversion.lead_grouped``) and the website pixel's
+#: (``offsite_conversion.fb_pixel_lead``), so a lead reported under several types counts once.
+META_LEAD_ACTION_TYPES = ("lead", "onsite_conversion.lead_grouped+offsite_conversion.fb_pixel_lead")
+META_LEAD_ACTION_TYPES_ENV = "ADS_ML_META_LEAD_ACTION_TYPES"
+META_CONVERSION_ACTION_TYPES = ("purchase", "offsite_conversion.fb_pixel_purchase")
+#: An insights request of more estimated ad-days than this runs as an asynchronous report
+#: (``AdReportRun``), polled until done or ``META_ASYNC_TIMEOUT_SECONDS``.
+META_ASYNC_MIN_ROWS = 10_000
+META_ASYNC_TIMEOUT_SECONDS = 1800
+#: Page size of every list request.
+META_PAGE_LIMIT = 500
+#: Pause when a usage header (x-business-use-case-usage, x-ad-account-usage, x-app-usage) reaches
+#: this percentage; how long when the header gives no time to regain access; the longest one wait.
+META_THROTTLE_PAUSE_PCT = 90.0
+META_THROTTLE_DEFAULT_WAIT_SECONDS = 60.0
+META_THROTTLE_MAX_WAIT_SECONDS = 900.0
+#: Throttled requests retried this many times, transient errors (5xx, connection) with backoff.
+META_MAX_THROTTLE_RETRIES = 8
+META_MAX_TRANSIENT_RETRIES = 4
+META_TRANSIENT_BACKOFF_SECONDS = 2.0
+META_REQUEST_TIMEOUT_SECONDS = 120.0
+#: Meta's currency offsets: budgets come in the currency's minor unit (cents) except these,
+#: whose offset is 1 (Marketing API reference, "Currencies").
+META_OFFSET_1_CURRENCIES = ("CLP", "COP", "CRC", "HUF", "ISK", "IDR", "JPY", "KRW", "PYG", "TWD", "VND")
+
+
+def meta_graph_url() -> str:
+    return (os.environ.get(META_GRAPH_URL_ENV, "").strip() or META_GRAPH_URL).rstrip("/")
+
+
+def meta_account_ids() -> tuple[str, ...]:
+    return tuple(a.strip() for a in os.environ.get(META_ACCOUNT_IDS_ENV, "").split(",") if a.strip())
+
+
+def meta_lead_action_types() -> tuple[str, ...]:
+    value = os.environ.get(META_LEAD_ACTION_TYPES_ENV, "").strip()
+    return tuple(a.strip() for a in value.split(",") if a.strip()) if value else META_LEAD_ACTION_TYPES
+
+
+def meta_configured() -> bool:
+    """True when a Meta access token is configured (the sync and discovery then run by themselves)."""
+    return bool(os.environ.get(META_ACCESS_TOKEN_ENV, "").strip())

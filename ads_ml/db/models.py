@@ -77,6 +77,13 @@ class Campaign(Base):
     daily_budget: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    #: A lifetime budget (never stored as a daily budget).
+    lifetime_budget: Mapped[float | None] = mapped_column(Float)
+    #: From the Meta sync: the delivery status as Meta reports it (``status`` is its ACTIVE/PAUSED reading)
+    #: and Meta's own created / updated times of the object.
+    effective_status: Mapped[str | None] = mapped_column(String(32))
+    created_time: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_time: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Adset(Base):
@@ -96,6 +103,13 @@ class Adset(Base):
     daily_budget: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    #: A lifetime budget (never stored as a daily budget).
+    lifetime_budget: Mapped[float | None] = mapped_column(Float)
+    #: From the Meta sync: the delivery status as Meta reports it (``status`` is its ACTIVE/PAUSED reading)
+    #: and Meta's own created / updated times of the object.
+    effective_status: Mapped[str | None] = mapped_column(String(32))
+    created_time: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_time: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Ad(Base):
@@ -115,6 +129,11 @@ class Ad(Base):
     status: Mapped[str] = mapped_column(String(16), default="ACTIVE")
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    #: From the Meta sync: the delivery status as Meta reports it (``status`` is its ACTIVE/PAUSED reading)
+    #: and Meta's own created / updated times of the object.
+    effective_status: Mapped[str | None] = mapped_column(String(32))
+    created_time: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_time: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class DailyInsight(Base):
@@ -146,6 +165,9 @@ class DailyInsight(Base):
     conversions: Mapped[int] = mapped_column(BigInteger, default=0)
     frequency: Mapped[float | None] = mapped_column(Float)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    #: When the day was read while still in progress (today in the account's timezone, from the
+    #: Meta sync): the day is partial. NULL for a complete day.
+    partial_as_of: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class ChangeEvent(Base):
@@ -189,6 +211,24 @@ class ImportBatch(Base):
     last_date: Mapped[dt.date | None] = mapped_column(Date)
     txid: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class MetaSyncState(Base):
+    """Per ad account, what the Meta sync knows: whether discovery found it (only discovered
+    accounts are retired when the token no longer reads them), Meta's account status, and when it
+    was last synced, fully (the re-pull window) and at all, with the last error."""
+
+    __tablename__ = "meta_sync_state"
+
+    account_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    discovered: Mapped[bool] = mapped_column(Boolean, default=False)
+    account_status: Mapped[int | None] = mapped_column(Integer)
+    last_sync_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    last_full_sync_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    synced_through: Mapped[dt.date | None] = mapped_column(Date)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_error_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class TierFeedback(Base):
@@ -483,6 +523,7 @@ __all__ = [
     "ImpactReportRow",
     "Recommendation",
     "MODEL_STATUSES",
+    "MetaSyncState",
     "TierFeedback",
     "TrainedModel",
 ]

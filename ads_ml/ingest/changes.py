@@ -95,18 +95,33 @@ def import_changes(engine: Engine, path: str | Path, account_id: str) -> int:
                 }
                 for row, lvl, entity, date, kind in zip(raw.index, level, raw["entity_id"], dates, change_type)
             ]
-            stmt = upsert(
-                conn, ChangeEvent.__table__,
-                key=("account_id", "entity_type", "entity_id", "change_date", "change_type"),
-                update=("old_value", "new_value"),
-            )
-            conn.execute(stmt, records)
+            upsert_change_events(conn, records)
             rows += len(records)
         if rows == 0:
             raise InputFileError(path, "no data rows")
-        new = conn.execute(select(func.count()).select_from(ChangeEvent).where(ChangeEvent.import_batch_id == batch_id)).scalar_one()
-        if new:
-            conn.execute(update(ImportBatch).where(ImportBatch.id == batch_id).values(rows=new))
-        else:  # nothing new: a re-import leaves no trace
-            conn.execute(delete(ImportBatch).where(ImportBatch.id == batch_id))
+        finish_change_batch(conn, batch_id)
     return rows
+
+
+def upsert_change_events(conn, records: list[dict]) -> None:  # noqa: ANN001 - a Connection in a write transaction
+    """Upsert change events (old and new values updated); an event already stored keeps the import
+    batch that first wrote it, so only new events are new to the change-events sensor."""
+    if not records:
+        return
+    stmt = upsert(
+        conn, ChangeEvent.__table__,
+        key=("account_id", "entity_type", "entity_id", "change_date", "change_type"),
+        update=("old_value", "new_value"),
+    )
+    conn.execute(stmt, records)
+
+
+def finish_change_batch(conn, batch_id: int) -> int:  # noqa: ANN001
+    """The number of events the batch wrote first; a batch that wrote none is deleted (a re-import
+    leaves no trace and starts nothing)."""
+    new = conn.execute(select(func.count()).select_from(ChangeEvent).where(ChangeEvent.import_batch_id == batch_id)).scalar_one()
+    if new:
+        conn.execute(update(ImportBatch).where(ImportBatch.id == batch_id).values(rows=new))
+    else:
+        conn.execute(delete(ImportBatch).where(ImportBatch.id == batch_id))
+    return int(new)

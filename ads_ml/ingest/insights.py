@@ -219,54 +219,80 @@ def import_insights(
     header = read_header(path, INSIGHT_FIELDS)
     fmt = _file_format(path, header, lead_indicators, today or dt.date.today())
     result = ImportResult(account_id=account_id, file=path.name)
-    now = utcnow()
-    batch_rows_seen: tuple[int, int] | None = None  # the rows being written, for a database error
+    where: list = []  # the rows being written, for a database error
     try:
         with begin_write(engine) as conn:
             ensure_account(conn, path, account_id, header.extras.get("currency"))
-            known = _Hierarchy.load(conn, account_id)
-            keys = _ImportKeys(conn)
-            for _first_row, raw in iter_batches(path, header, batch_rows):
-                batch = _parse_batch(path, raw, fmt, result)
-                if batch.empty:
-                    continue
-                batch_rows_seen = (int(batch.index[0]), int(batch.index[-1]))
-                keys.add(batch)
-                created = known.merge(conn, path, batch, fmt.names, now)
-                result.campaigns_created += created[0]
-                result.adsets_created += created[1]
-                result.ads_created += created[2]
-                _upsert_ad_rows(conn, account_id, batch, now)
-                result.rows += len(batch)
-                lo, hi = batch["date"].min().date(), batch["date"].max().date()
-                result.first_date = min(result.first_date or lo, lo)
-                result.last_date = max(result.last_date or hi, hi)
-                batch_rows_seen = None
-            if result.rows == 0:
-                raise InputFileError(path, "no data rows")
-            keys.refuse_duplicates(path, fmt.names["ad_id"])
-            if replace:
-                result.rows_deleted = keys.delete_others(account_id, result.first_date, result.last_date)
-                _delete_rollups(conn, account_id, result.first_date, result.last_date)
-            keys.drop()
-            if conn.dialect.name == "postgresql":
-                # Rows just written have no planner statistics yet: PostgreSQL would estimate one row
-                # and nest-loop the rollup join (seconds per thousand rows). A hash join is right for
-                # this query shape whatever the statistics say. SET LOCAL ends with the transaction.
-                conn.exec_driver_sql("SET LOCAL enable_nestloop = off")
-            for level in ("adset", "campaign"):
-                _roll_up(conn, account_id, level, result.first_date, result.last_date, now)
-            result.rows_changed = conn.execute(
-                select(func.count())
-                .select_from(DailyInsight)
-                .where(DailyInsight.account_id == account_id, DailyInsight.updated_at == now)
-            ).scalar_one()
-            # logged only when rows changed: a re-import of the same file leaves no trace and starts no run
-            if result.rows_changed + result.rows_deleted:
-                record_import_batch(conn, account_id, "insights", result.rows_changed + result.rows_deleted,
-                                    result.first_date, result.last_date)
+            write_ad_days(conn, path, account_id, (raw for _first, raw in iter_batches(path, header, batch_rows)),
+                          fmt, result, replace=replace, where=where)
     except SQLAlchemyError as exc:
-        raise database_error(path, exc, batch_rows_seen) from None
+        raise database_error(path, exc, where[0] if where else None) from None
+    return result
+
+
+def write_ad_days(
+    conn: Connection,
+    source: Path | str,
+    account_id: str,
+    batches,  # noqa: ANN001 - an iterable of raw frames (canonical columns, text values, row-numbered)
+    fmt: "_Format",
+    result: ImportResult,
+    *,
+    replace: bool | tuple[dt.date, dt.date] = False,
+    where: list | None = None,
+) -> ImportResult:
+    """Validate and upsert ad-day rows, then roll adsets and campaigns up, inside the caller's
+    write transaction: the one path of the CSV import and the Meta sync. ``source`` names the file
+    or API request in errors; ``replace`` (True: the rows' first..last day, or an explicit range)
+    deletes the account's ad-days of the range that ``batches`` do not have. An ``import_batches``
+    row is written only when something changed."""
+    now = utcnow()
+    known = _Hierarchy.load(conn, account_id)
+    keys = _ImportKeys(conn)
+    for raw in batches:
+        batch = _parse_batch(source, raw, fmt, result)
+        if batch.empty:
+            continue
+        if where is not None:
+            where[:] = [(int(batch.index[0]), int(batch.index[-1]))]
+        keys.add(batch)
+        created = known.merge(conn, source, batch, fmt.names, now)
+        result.campaigns_created += created[0]
+        result.adsets_created += created[1]
+        result.ads_created += created[2]
+        _upsert_ad_rows(conn, account_id, batch, now)
+        result.rows += len(batch)
+        lo, hi = batch["date"].min().date(), batch["date"].max().date()
+        result.first_date = min(result.first_date or lo, lo)
+        result.last_date = max(result.last_date or hi, hi)
+        if where is not None:
+            where.clear()
+    if result.rows == 0 and not isinstance(replace, tuple):
+        raise InputFileError(source, "no data rows")
+    keys.refuse_duplicates(source, fmt.names["ad_id"])
+    first, last = replace if isinstance(replace, tuple) else (result.first_date, result.last_date)
+    if replace:
+        result.rows_deleted = keys.delete_others(account_id, first, last)
+    keys.drop()
+    if conn.dialect.name == "postgresql":
+        # Rows just written have no planner statistics yet: PostgreSQL would estimate one row
+        # and nest-loop the rollup join (seconds per thousand rows). A hash join is right for
+        # this query shape whatever the statistics say. SET LOCAL ends with the transaction.
+        conn.exec_driver_sql("SET LOCAL enable_nestloop = off")
+    if first is not None:
+        for level in ("adset", "campaign"):
+            _roll_up(conn, account_id, level, first, last, now)
+        if replace:  # roll-ups whose ads were all deleted; the others were rebuilt in place
+            _delete_orphan_rollups(conn, account_id, first, last)
+    result.rows_changed = conn.execute(
+        select(func.count())
+        .select_from(DailyInsight)
+        .where(DailyInsight.account_id == account_id, DailyInsight.updated_at == now)
+    ).scalar_one()
+    # logged only when rows changed: a re-import of the same file leaves no trace and starts no run
+    if result.rows_changed + result.rows_deleted:
+        record_import_batch(conn, account_id, "insights", result.rows_changed + result.rows_deleted,
+                            result.first_date or first, result.last_date or last)
     return result
 
 
@@ -372,11 +398,24 @@ class _ImportKeys:
         self.table.drop(self.conn)
 
 
-def _delete_rollups(conn: Connection, account_id: str, first: dt.date, last: dt.date) -> None:
-    """Adset and campaign days of the range, rebuilt by the roll-up from the remaining ad rows."""
-    d = DailyInsight.__table__
-    conn.execute(delete(d).where(d.c.account_id == account_id, d.c.entity_type.in_(["adset", "campaign"]),
-                                 d.c.date >= first, d.c.date <= last))
+def _delete_orphan_rollups(conn: Connection, account_id: str, first: dt.date, last: dt.date) -> int:
+    """Adset and campaign days of the range left without any ad row (the roll-up upserts the days
+    that still have ads, so a replace that changes nothing rewrites nothing)."""
+    d, ads = DailyInsight.__table__, Ad.__table__
+    child = DailyInsight.__table__.alias("child")
+    deleted = 0
+    for level, parent in (("adset", ads.c.adset_id), ("campaign", ads.c.campaign_id)):
+        has_ads = (
+            select(child.c.id)
+            .select_from(child.join(ads, and_(ads.c.account_id == child.c.account_id, ads.c.id == child.c.entity_id)))
+            .where(child.c.account_id == account_id, child.c.entity_type == "ad", child.c.date == d.c.date,
+                   parent == d.c.entity_id)
+            .exists()
+        )
+        deleted += conn.execute(delete(d).where(
+            d.c.account_id == account_id, d.c.entity_type == level, d.c.date >= first, d.c.date <= last, ~has_ads,
+        )).rowcount
+    return deleted
 
 
 def ensure_account(conn: Connection, path: Path, account_id: str, currency: str | None) -> None:
@@ -455,6 +494,9 @@ def _parse_batch(path: Path, raw: pd.DataFrame, fmt: _Format, result: ImportResu
     out["frequency"] = out["frequency"].fillna(pd.Series(derived, index=out.index))
     for column in ("campaign_name", "adset_name", "ad_name"):
         out[column] = raw[column].replace("", None) if column in names else None
+    # a day still in progress when it was read (the Meta sync's today); files hold complete days
+    out["partial_as_of"] = (pd.to_datetime(raw["partial_as_of"].replace("", None), utc=True)
+                            if "partial_as_of" in raw.columns else pd.NaT)
     for level in ("campaign", "adset", "ad"):
         column = f"{level}_status"
         out[column] = _parse_status(raw, column, result) if column in names else None
@@ -699,12 +741,14 @@ def _upsert_ad_rows(conn: Connection, account_id: str, batch: pd.DataFrame, now:
             frame[column] = pd.array(np.where(np.isnan(values), None, values), dtype="Int64")
         else:
             frame[column] = values
+    frame["partial_as_of"] = [None if pd.isna(t) else t.to_pydatetime() for t in batch["partial_as_of"]]
     records = frame.astype(object).where(frame.notna(), None).to_dict("records")
     stmt = upsert(
         conn, DailyInsight.__table__,
         key=("account_id", "entity_type", "entity_id", "date"),
         update=METRIC_COLUMNS,
-        always=["updated_at"],
+        always=["updated_at", "partial_as_of"],
+        nullness=["partial_as_of"],
     )
     conn.execute(stmt, records)
 
@@ -732,6 +776,7 @@ def _roll_up(
             func.sum(d.c.conversions),
             cast(impressions, Float) / func.nullif(reach, 0),
             literal(now, DailyInsight.__table__.c.updated_at.type),
+            func.max(d.c.partial_as_of),
         )
         .select_from(d.join(Ad.__table__, and_(Ad.__table__.c.account_id == d.c.account_id, Ad.__table__.c.id == d.c.entity_id)))
         .where(
@@ -744,13 +789,14 @@ def _roll_up(
     )
     columns = [
         "account_id", "entity_type", "entity_id", "date", "impressions", "reach", "clicks",
-        "spend", "leads", "conversions", "frequency", "updated_at",
+        "spend", "leads", "conversions", "frequency", "updated_at", "partial_as_of",
     ]
     stmt = upsert(
         conn, d,
         key=("account_id", "entity_type", "entity_id", "date"),
         update=METRIC_COLUMNS,
-        always=["updated_at"],
+        always=["updated_at", "partial_as_of"],
+        nullness=["partial_as_of"],
         select=query,
         columns=columns,
     )
