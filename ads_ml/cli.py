@@ -1,4 +1,4 @@
-"""``ads-ml``: migrate, import, delete, demo, materialize, impact, report.
+"""``ads-ml``: migrate, import, sync, accounts, delete, demo, materialize, impact, report.
 
 Exit status 0 on success; otherwise non-zero with a one-line reason on stderr.
 """
@@ -51,6 +51,19 @@ def _parser() -> argparse.ArgumentParser:
             k.add_argument("--lead-indicator", action="append", default=[], metavar="INDICATOR",
                            help="a result indicator whose Results count as leads (leads types always do); repeatable")
         k.set_defaults(handler=_import)
+
+    p = sub.add_parser("sync", help="pull an ad account's entities, insights and activity log from the Meta "
+                       "Marketing API (ADS_ML_META_ACCESS_TOKEN)")
+    p.add_argument("--account", required=True, help="ad account id, e.g. act_1234")
+    p.add_argument("--since", type=dt.date.fromisoformat, default=None, metavar="YYYY-MM-DD",
+                   help="re-pull from this day (default: yesterday and today, or the last 28 days once a day)")
+    p.add_argument("--full", action="store_true", help="re-pull the whole 28-day window now")
+    p.set_defaults(handler=_sync)
+
+    p = sub.add_parser("accounts", help="ad accounts")
+    kinds = p.add_subparsers(dest="kind", required=True)
+    k = kinds.add_parser("discover", help="register the ad accounts the Meta token reads (new ones become partitions)")
+    k.set_defaults(handler=_discover)
 
     p = sub.add_parser("delete", help="delete stored data of an ad account (undo a wrong import)")
     kinds = p.add_subparsers(dest="kind", required=True)
@@ -151,6 +164,35 @@ def _demo(args: argparse.Namespace) -> int:
     _print_report(args.account)
     print("open the UI with: dagster dev   (in the repository root)")
     return 0
+
+def _meta():  # noqa: ANN202
+    import os
+
+    from ads_ml.ingest.meta import MetaClient
+
+    token = os.environ.get(settings.META_ACCESS_TOKEN_ENV, "").strip()
+    if not token:
+        raise RuntimeError(f"no Meta access token: set {settings.META_ACCESS_TOKEN_ENV} (a system user's token with "
+                           "ads_read; see README, 'Data from the Meta Marketing API')")
+    return MetaClient(token, app_secret=os.environ.get(settings.META_APP_SECRET_ENV) or None)
+
+
+def _sync(args: argparse.Namespace) -> int:
+    from ads_ml.ingest.insights import validate_account_id
+    from ads_ml.ingest.sync import sync_account
+
+    validate_account_id(args.account)
+    result = sync_account(_engine(), _meta(), args.account, since=args.since, full=True if args.full else None)
+    print(result.summary())
+    return 0
+
+
+def _discover(args: argparse.Namespace) -> int:
+    from ads_ml.ingest.sync import discover_accounts
+
+    print(discover_accounts(_engine(), _meta(), settings.meta_account_ids()).summary())
+    return 0
+
 
 def _delete(args: argparse.Namespace) -> int:
     from ads_ml.ingest.insights import delete_insights

@@ -8,12 +8,13 @@ from ads_ml.defs.assets.actions import action_assets
 from ads_ml.defs.assets.anomalies import anomalies_assets
 from ads_ml.defs.assets.forecasting import forecasting_assets
 from ads_ml.defs.assets.insights import insights_assets
+from ads_ml.defs.assets.sync import sync_assets
 from ads_ml.defs.assets.tiers import tier_assets
 from ads_ml.defs.automation import automation_sensor
 from ads_ml.defs.checks import insights_checks, tier_checks
 from ads_ml.defs.io_managers import DatabaseIOManager, ModelIOManager
 from ads_ml.defs.jobs import all_jobs
-from ads_ml.defs.resources import DatabaseResource, FanoutResource, ModelStoreResource
+from ads_ml.defs.resources import DatabaseResource, FanoutResource, ModelStoreResource, meta_resource
 from ads_ml.defs.sensors import (
     ad_account_partitions_sensor,
     change_events_sensor,
@@ -31,6 +32,7 @@ def build_resources() -> dict:
         "io_manager": DatabaseIOManager(database=database),
         "model_io_manager": ModelIOManager(database=database, model_store=model_store),
         "fanout": FanoutResource(),
+        "meta": meta_resource(),
     }
 
 
@@ -78,7 +80,7 @@ def build_executor() -> dg.ExecutorDefinition:
 def build_definitions() -> dg.Definitions:
     """The code location's definitions, with the executor and resources the environment selects."""
     return dg.Definitions(
-        assets=[*insights_assets, *features_assets, *tier_assets, *forecasting_assets, *anomalies_assets, *action_assets],
+        assets=[*sync_assets, *insights_assets, *features_assets, *tier_assets, *forecasting_assets, *anomalies_assets, *action_assets],
         asset_checks=[*insights_checks, *tier_checks],
         jobs=all_jobs,
         sensors=[ad_account_partitions_sensor, new_insights_sensor, change_events_sensor, dead_cli_runs_sensor,

@@ -544,6 +544,8 @@ META_API_VERSION = "v26.0"
 META_ACCOUNT_IDS_ENV = "ADS_ML_META_ACCOUNT_IDS"
 #: Days re-pulled by the daily full sync: Meta revises attributed results for 28 days.
 META_REPULL_DAYS = 28
+#: Days pulled by an account's first sync (its history for the analyses: the insights' lookback).
+META_INITIAL_DAYS = INSIGHTS_LOOKBACK_DAYS
 #: The daily full re-pull runs at the first hourly sync at or after this hour, account time.
 META_FULL_SYNC_HOUR = 4
 #: Leads and conversions from the ``actions`` of an insight row: alternatives in order, the first

@@ -68,10 +68,29 @@ class EnsembleCalibration:
 
 
 def reference_date(engine: Engine, account_id: str) -> dt.date | None:
-    """The latest insight date stored for the account (any level), or None when it has none."""
+    """The latest **complete** insight day stored for the account (any level): a day read while
+    still in progress (``partial_as_of``, today from the Meta sync) is not one, so features, tiers,
+    forecasts and impact never read a partial day as a full one. The latest day when every stored
+    day is partial; None when the account has no insights."""
     with engine.connect() as conn:
         value = conn.execute(
-            select(func.max(DailyInsight.date)).where(DailyInsight.account_id == account_id)
+            select(func.max(DailyInsight.date)).where(DailyInsight.account_id == account_id,
+                                                      DailyInsight.partial_as_of.is_(None))
+        ).scalar_one_or_none()
+        if value is None:
+            value = conn.execute(
+                select(func.max(DailyInsight.date)).where(DailyInsight.account_id == account_id)
+            ).scalar_one_or_none()
+    return _as_date(value)
+
+
+def latest_partial_date(engine: Engine, account_id: str, after: dt.date) -> dt.date | None:
+    """The last day after ``after`` read while in progress (the anomaly checks judge such days only
+    for what can only grow by the day's end), or None."""
+    with engine.connect() as conn:
+        value = conn.execute(
+            select(func.max(DailyInsight.date)).where(DailyInsight.account_id == account_id, DailyInsight.date > after,
+                                                      DailyInsight.partial_as_of.is_not(None))
         ).scalar_one_or_none()
     return _as_date(value)
 

@@ -68,6 +68,36 @@ def _timezones(accounts) -> dict[str, str]:  # noqa: ANN001
         return {account: default for account in accounts}
 
 
+class MetaSyncedAccount(dg.AutomationCondition):
+    """True for the account partitions the Meta sync keeps fresh (discovered by the token, or
+    synced before), while a token is configured (``ADS_ML_META_ACCESS_TOKEN``); for an unpartitioned
+    asset, true while a token is configured."""
+
+    @property
+    def name(self) -> str:
+        return "meta_synced_account"
+
+    @property
+    def description(self) -> str:
+        return "the account is synced from the Meta Marketing API (token configured)"
+
+    def evaluate(self, context: dg.AutomationContext) -> dg.AutomationResult:
+        candidates = context.candidate_subset
+        if not settings.meta_configured() or candidates.is_empty:
+            return dg.AutomationResult(context, true_subset=context.get_empty_subset())
+        if context.partitions_def is None:
+            return dg.AutomationResult(context, true_subset=candidates)
+        from ads_ml.ingest.sync import meta_synced_accounts
+
+        try:
+            synced = meta_synced_accounts(get_engine(settings.database_url()))
+        except Exception as exc:  # noqa: BLE001 - no database yet: nothing to sync
+            log.warning(f"Meta sync state unavailable ({exc})")
+            synced = set()
+        return dg.AutomationResult(
+            context, true_subset=context.asset_graph_view.compute_intersection_with_partition_keys(synced, candidates))
+
+
 _INPUTS_READY = ~dg.AutomationCondition.any_deps_missing() & ~dg.AutomationCondition.any_deps_in_progress()
 #: Never materialised, until requested once: a new account, or an account that was there before the
 #: automation (Dagster's ``newly_missing().since_last_handled()`` forgets those at the first
@@ -86,6 +116,30 @@ def on_account_cron(name: str) -> dg.AutomationCondition:
         & _INPUTS_READY
         & ~dg.AutomationCondition.in_progress()
     ).with_label(f"{name}: {cron} in the account's timezone")
+
+
+def on_meta_sync_cron(name: str) -> dg.AutomationCondition:
+    """The Meta sync's own clock: once per tick of ``settings.schedule_cron(name)`` in the account's
+    timezone (hourly by default; the sync itself decides when the daily full re-pull is due), at
+    once for an account never synced, and only for accounts the sync keeps fresh."""
+    cron = settings.schedule_cron(name)
+    return (
+        (AccountCronTickPassed(cron).since_last_handled() | _NEVER_BUILT)
+        & MetaSyncedAccount()
+        & ~dg.AutomationCondition.in_progress()
+    ).with_label(f"{name}: {cron} in the account's timezone, Meta-synced accounts")
+
+
+def on_meta_discovery_cron(name: str) -> dg.AutomationCondition:
+    """Account discovery (unpartitioned): once per tick of its cron and at once when never run,
+    while a Meta token is configured."""
+    cron = settings.schedule_cron(name)
+    return (
+        (dg.AutomationCondition.cron_tick_passed(cron, settings.schedule_timezone()).since_last_handled()
+         | _NEVER_BUILT)
+        & MetaSyncedAccount()
+        & ~dg.AutomationCondition.in_progress()
+    ).with_label(f"{name}: '{cron}' while a Meta token is configured")
 
 
 def on_fresh_inputs() -> dg.AutomationCondition:

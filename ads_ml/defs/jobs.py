@@ -89,8 +89,16 @@ recommendation_job = dg.define_asset_job(
     description="Run the rule engine on every level.",
 )
 
+#: The Meta sync of one account (launchpad config: ``since`` for a backfill from Meta, ``full``).
+meta_sync_job = dg.define_asset_job(
+    name="meta_sync",
+    selection=dg.AssetSelection.assets("meta_sync"),
+    description="Pull the account's entities, insights and activity log from the Meta Marketing API; what changed "
+    "flows on through the sensors and automation.",
+)
+
 all_jobs = [
-    insights_refresh_job, tier_training_job, transfer_training_job, *classification_jobs.values(),
+    meta_sync_job, insights_refresh_job, tier_training_job, transfer_training_job, *classification_jobs.values(),
     prophet_tuning_job, ensemble_calibration_job, forecast_job,
     anomaly_training_job, *anomaly_detection_jobs.values(), impact_job, recommendation_job,
 ]

@@ -104,3 +104,47 @@ class FanoutResource(dg.ConfigurableResource):
 def steps_per_run() -> int:
     """Steps one run executes at once: the multiprocess executor's limit, or 1 in process."""
     return settings.step_concurrency() if settings.executor_kind() == "multiprocess" else 1
+
+
+class MetaResource(dg.ConfigurableResource):
+    """The Meta Marketing API (``facebook-business`` SDK). The definitions pass the token as
+    ``EnvVar("ADS_ML_META_ACCESS_TOKEN")`` (never its value) when it is set; without it the sync
+    and discovery assets record that Meta is not configured and the account's data comes from CSV
+    imports."""
+
+    access_token: str | None = Field(default=None, description="A system user's token with ads_read (EnvVar).")
+    app_secret: str | None = Field(default=None, description="The app secret: adds appsecret_proof (EnvVar).")
+    graph_url: str | None = Field(default=None, description="Base URL; unset means ADS_ML_META_GRAPH_URL or Meta's.")
+    api_version: str = Field(default=settings.META_API_VERSION, description="The Graph API version every request names.")
+    account_ids: list[str] = Field(default_factory=list,
+                                   description="Only these ad accounts (act_…); empty: every account the token reads "
+                                   "(or ADS_ML_META_ACCOUNT_IDS).")
+    lead_action_types: list[str] = Field(default_factory=list,
+                                         description="Leads from these action types (alternatives in order, '+' sums); "
+                                         "empty: ADS_ML_META_LEAD_ACTION_TYPES or the defaults.")
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.access_token)
+
+    def client(self):  # noqa: ANN201
+        from ads_ml.ingest.meta import MetaClient
+
+        return MetaClient(self.access_token or "", app_secret=self.app_secret, graph_url=self.graph_url,
+                          api_version=self.api_version)
+
+    def accounts(self) -> tuple[str, ...]:
+        return tuple(self.account_ids) or settings.meta_account_ids()
+
+    def lead_types(self) -> tuple[str, ...]:
+        return tuple(self.lead_action_types) or settings.meta_lead_action_types()
+
+
+def meta_resource() -> MetaResource:
+    """The resource as the environment configures it: the token and app secret as EnvVars."""
+    import os
+
+    return MetaResource(
+        access_token=dg.EnvVar(settings.META_ACCESS_TOKEN_ENV) if settings.meta_configured() else None,
+        app_secret=dg.EnvVar(settings.META_APP_SECRET_ENV) if os.environ.get(settings.META_APP_SECRET_ENV) else None,
+    )

@@ -10,8 +10,9 @@ automation fire on real change and a re-sync with nothing new starts nothing. A 
 (the API after its retries, a refused answer) writes no data; the error is kept in
 ``meta_sync_state`` for the UI and the CLI.
 
-Windows: the daily full sync re-pulls the last ``META_REPULL_DAYS`` days plus today (Meta revises
-attributed results for 28 days); the hourly sync pulls yesterday and today. Days are in the
+Windows: an account's first sync pulls ``META_INITIAL_DAYS`` (90) days of history; the daily full
+sync re-pulls the last ``META_REPULL_DAYS`` days plus today (Meta revises attributed results for 28
+days); the hourly sync pulls yesterday and today. Days are in the
 account's timezone; today's rows are marked partial with the time they were read.
 """
 
@@ -134,9 +135,12 @@ def sync_account(engine: Engine, client: MetaClient, account_id: str, *, since: 
             if since > today:
                 raise ValueError(f"--since {since} is after today ({today} in {timezone})")
             full = True
+        elif state is None or state.last_full_sync_at is None:
+            full = True  # the account's first sync: its history, as far back as the analyses read
+            since = today - dt.timedelta(days=settings.META_INITIAL_DAYS - 1)
         else:
             if full is None:
-                full = full_sync_due(state.last_full_sync_at if state else None, now, timezone)
+                full = full_sync_due(state.last_full_sync_at, now, timezone)
             since = today - dt.timedelta(days=settings.META_REPULL_DAYS if full else 1)
         result = SyncResult(account_id=account_id, since=since, until=today, full=bool(full), read_at=now)
 

@@ -269,7 +269,8 @@ class FakeGraphApi:
         return 200, body, headers
 
     def _route(self, method: str, parts: list[str], params: dict, base: str) -> dict:
-        fields = [f for f in params.get("fields", "").split(",") if f]
+        raw = params.get("fields", "")
+        fields = json.loads(raw) if raw.startswith("[") else [f for f in raw.split(",") if f]
         if parts == ["me", "adaccounts"]:
             items = [self._account_fields(a, fields) for a in self.accounts.values()]
             return self._page(items, params, base)

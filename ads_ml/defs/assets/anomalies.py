@@ -1,6 +1,7 @@
 """Anomalies: ``{level}_isolation_forest_models`` (one Isolation Forest per entity, through the
 model IO manager) and ``{level}_anomalies`` (into ml_anomalies for the analysed days)."""
 
+import datetime as dt
 import time
 
 import dagster as dg
@@ -9,7 +10,7 @@ from pydantic import Field
 
 from ads_ml import settings
 from ads_ml.db.model_registry import ModelArtifact, StoredModel
-from ads_ml.db.queries import LevelInsights, account_today, replace_anomalies
+from ads_ml.db.queries import LevelInsights, account_today, latest_partial_date, load_level_insights, replace_anomalies
 from ads_ml.defs.automation import on_account_cron, on_fresh_inputs, on_fresh_inputs_at_most_every
 from ads_ml.defs.common import LEVELS, OWNERS, database_retry_policy, entity_names, markdown_table, no_data_metadata, with_names
 from ads_ml.defs.io_managers import model_asset_metadata, stored_as
@@ -116,9 +117,21 @@ def build_anomalies_asset(level: str) -> dg.AssetsDefinition:
         ref = pd.Timestamp(insights.reference_date)
         entities = insights.entities.set_index(insights.entities["entity_id"].astype(str))
         in_progress_from = account_today(database.engine(), insights.account_id)
+        days_to_analyze = config.days_to_analyze
+        daily = insights.daily
+        partial_until = (latest_partial_date(database.engine(), insights.account_id, insights.reference_date)
+                         if insights.has_data else None)
+        if partial_until is not None:
+            # the days in progress after the last complete one (today, from the Meta sync): judged
+            # beside it, only for what can only grow by the day's end
+            extra = (partial_until - insights.reference_date).days
+            partial = load_level_insights(database.engine(), insights.account_id, level, partial_until, extra).daily
+            daily = pd.concat([daily, partial], ignore_index=True)
+            in_progress_from = min(in_progress_from, insights.reference_date + dt.timedelta(days=1))
+            ref, days_to_analyze = pd.Timestamp(partial_until), days_to_analyze + extra
         unreadable = getattr(models, "skipped", {})  # files refused (corrupted, tampered, old format)
-        metrics = daily_metrics(insights.daily)
-        history, _analysed = history_window(metrics, ref, config.days_to_analyze)
+        metrics = daily_metrics(daily)
+        history, _analysed = history_window(metrics, ref, days_to_analyze)
         checked = sorted(history["entity_id"].unique())  # entities with some history to compare with
         forests, rebuilt = {}, []
         for entity in checked:
@@ -136,10 +149,10 @@ def build_anomalies_asset(level: str) -> dg.AssetsDefinition:
             metrics.loc[metrics["entity_id"].isin(checked)], ref, forests=forests,
             statuses=entities["status"].to_dict() if "status" in entities else {},
             budgets={e: float(b) for e, b in budgets.items() if pd.notna(b)},
-            days_to_analyze=config.days_to_analyze, in_progress_from=in_progress_from,
+            days_to_analyze=days_to_analyze, in_progress_from=in_progress_from,
         )
         seconds = time.perf_counter() - started
-        first_day = (ref - pd.Timedelta(days=config.days_to_analyze - 1)).date()
+        first_day = (ref - pd.Timedelta(days=days_to_analyze - 1)).date()
         rows = [
             {"account_id": insights.account_id, "entity_type": level, **r} for r in found.to_dict("records")
         ]

@@ -1,0 +1,316 @@
+"""The Meta Marketing API sync against a local fake Graph API (``ads_ml.testing.fake_graph_api``;
+the SDK pointed at it through ``ADS_ML_META_GRAPH_URL`` / the client's ``graph_url``), on SQLite and
+PostgreSQL: what is stored equals what the fake served at every level; throttling pauses and
+resumes without loss; a revised past day replaces the stored one; a re-sync with nothing new
+writes nothing and starts no run; token and permission errors are one clear line."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from ads_ml.db.queries import import_batches_after, reference_date
+from ads_ml.demo import generate_account
+from ads_ml.ingest.csvfile import InputFileError
+from ads_ml.ingest.meta import (
+    MetaAccessError,
+    MetaClient,
+    change_records,
+    count_from_actions,
+    insights_frame,
+    max_usage_pct,
+    parse_action_types,
+)
+from ads_ml.ingest.sync import discover_accounts, sync_account
+from ads_ml.testing.fake_graph_api import FakeAccount, FakeGraphApi, revise
+
+TODAY = dt.datetime.now(dt.timezone.utc).date()
+NOW = dt.datetime.now(dt.timezone.utc)
+ACCOUNT = "act_1001"
+
+
+def _fake_account(account_id: str = ACCOUNT, seed: int = 5, timezone: str = "UTC") -> FakeAccount:
+    demo = generate_account(n_campaigns=2, adsets_per_campaign=2, ads_per_adset=3, days=40, end_date=TODAY, seed=seed)
+    return FakeAccount.from_canonical(account_id, demo.insights, demo.changes, name=f"Account {seed}",
+                                      timezone_name=timezone)
+
+
+@pytest.fixture
+def fake():
+    with FakeGraphApi([_fake_account(), _fake_account("act_2002", seed=6)], page_size=25) as server:
+        yield server
+
+
+def _client(fake: FakeGraphApi, sleeps: list | None = None, **kwargs) -> MetaClient:
+    return MetaClient(kwargs.pop("token", "test-token"), graph_url=fake.url,
+                      sleep=(sleeps.append if sleeps is not None else (lambda s: None)), **kwargs)
+
+
+def _stored(engine: sa.Engine, level: str, account: str = ACCOUNT) -> pd.DataFrame:
+    with engine.connect() as conn:
+        frame = pd.read_sql(sa.text(
+            "select entity_id, date, impressions, reach, clicks, spend, leads, partial_as_of from daily_insights "
+            "where account_id = :a and entity_type = :l order by entity_id, date"), conn, params={"a": account, "l": level})
+    frame["date"] = pd.to_datetime(frame["date"]).dt.date.astype(str)
+    return frame
+
+
+def _served(account: FakeAccount, since: dt.date) -> pd.DataFrame:
+    rows = [r for r in account.insights if r["date_start"] >= since.isoformat()]
+    frame = pd.DataFrame({
+        "ad_id": [r["ad_id"] for r in rows], "adset_id": [r["adset_id"] for r in rows],
+        "campaign_id": [r["campaign_id"] for r in rows], "date": [r["date_start"] for r in rows],
+        "impressions": [int(r["impressions"]) for r in rows], "clicks": [int(r["inline_link_clicks"]) for r in rows],
+        "spend": [float(r["spend"]) for r in rows],
+        # one lead reported as "lead" and "onsite_conversion.lead_grouped" counts once
+        "leads": [int(next((a["value"] for a in r.get("actions", []) if a["action_type"] == "lead"), 0)) for r in rows],
+    })
+    return frame
+
+
+def _batches(engine: sa.Engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(sa.text("select count(*) from import_batches")).scalar_one()
+
+
+# --- pure: answers -> what is stored ---------------------------------------------------------------
+
+
+def test_a_lead_reported_under_several_action_types_counts_once():
+    alternatives = parse_action_types(("lead", "onsite_conversion.lead_grouped+offsite_conversion.fb_pixel_lead"))
+    both = [{"action_type": "lead", "value": "5"}, {"action_type": "onsite_conversion.lead_grouped", "value": "3"},
+            {"action_type": "offsite_conversion.fb_pixel_lead", "value": "2"}, {"action_type": "link_click", "value": "40"}]
+    assert count_from_actions(both, alternatives) == "5"
+    parts = [{"action_type": "onsite_conversion.lead_grouped", "value": "3"},
+             {"action_type": "offsite_conversion.fb_pixel_lead", "value": "2"}]
+    assert count_from_actions(parts, alternatives) == "5"  # disjoint sources are summed
+    assert count_from_actions([{"action_type": "link_click", "value": "9"}], alternatives) == "0"
+    assert count_from_actions(None, alternatives) == "0"
+    with pytest.raises(ValueError, match="twice"):
+        count_from_actions([{"action_type": "lead", "value": "1"}, {"action_type": "lead", "value": "1"}], alternatives)
+
+
+def test_an_answer_that_could_be_stored_wrongly_is_refused_naming_request_and_row():
+    day = TODAY - dt.timedelta(days=3)
+    good = {"campaign_id": "1", "adset_id": "2", "ad_id": "3", "date_start": day.isoformat(), "date_stop": day.isoformat(),
+            "spend": "1.5", "impressions": "10", "inline_link_clicks": "1", "account_currency": "BRL"}
+    kwargs = {"currency": "BRL", "today": TODAY, "read_at": NOW}
+    frame = insights_frame([good], ACCOUNT, day, TODAY, **kwargs).frame
+    assert frame.loc[1, "partial_as_of"] == "" and frame.loc[1, "leads"] == "0"
+    with pytest.raises(InputFileError, match=r"Meta insights act_1001 .*row 2.*not one day"):
+        insights_frame([good, {**good, "date_stop": TODAY.isoformat()}], ACCOUNT, day, TODAY, **kwargs)
+    with pytest.raises(InputFileError, match="outside the requested"):
+        insights_frame([{**good, "date_start": "2020-01-01", "date_stop": "2020-01-01"}], ACCOUNT, day, TODAY, **kwargs)
+    with pytest.raises(InputFileError, match="spend in USD, the account is in BRL"):
+        insights_frame([{**good, "account_currency": "USD"}], ACCOUNT, day, TODAY, **kwargs)
+    with pytest.raises(InputFileError, match="without ad_id"):
+        insights_frame([{**good, "ad_id": ""}], ACCOUNT, day, TODAY, **kwargs)
+    today_row = {**good, "date_start": TODAY.isoformat(), "date_stop": TODAY.isoformat()}
+    assert insights_frame([today_row], ACCOUNT, day, TODAY, **kwargs).frame.loc[1, "partial_as_of"] == NOW.isoformat()
+
+
+def test_activity_entries_become_change_events():
+    levels = {"10": "campaign", "20": "adset", "30": "ad", "31": "ad"}
+    entries = [
+        {"event_type": "update_ad_set_budget", "event_time": "2026-11-02T02:30:00+0000", "object_id": "20",
+         "extra_data": json.dumps({"old_value": {"old_value": 5000, "currency": "BRL"},
+                                   "new_value": {"new_value": 7500, "currency": "BRL"}, "type": "payment_amount"})},
+        {"event_type": "update_ad_set_budget", "event_time": "2026-11-02T20:00:00+0000", "object_id": "20",
+         "extra_data": json.dumps({"old_value": {"old_value": 7500, "currency": "BRL"},
+                                   "new_value": {"new_value": 9000, "currency": "BRL"}})},
+        {"event_type": "update_ad_run_status", "event_time": "2026-11-03T12:00:00+0000", "object_id": "30",
+         "extra_data": json.dumps({"old_value": "Active", "new_value": "Paused"})},
+        {"event_type": "update_campaign_run_status", "event_time": "2026-11-04T12:00:00+0000", "object_id": "10",
+         "extra_data": json.dumps({"old_value": "Paused", "new_value": "Active"})},
+        {"event_type": "update_ad_set_target_spec", "event_time": "2026-11-05T12:00:00+0000", "object_id": "20",
+         "extra_data": "{}"},
+        {"event_type": "update_ad_creative", "event_time": "2026-11-06T12:00:00+0000", "object_id": "30"},
+        {"event_type": "create_ad", "event_time": "2026-11-07T12:00:00+0000", "object_id": "31", "object_name": "New"},
+        {"event_type": "update_ad_set_name", "event_time": "2026-11-07T12:00:00+0000", "object_id": "20"},
+        {"event_type": "update_ad_creative", "event_time": "2026-11-07T12:00:00+0000", "object_id": "999"},
+    ]
+    out = change_records(entries, levels, {"30": "20", "31": "20"}, "America/Sao_Paulo", "BRL")
+    rows = {(r["entity_type"], r["entity_id"], str(r["change_date"]), r["change_type"]): (r["old_value"], r["new_value"])
+            for r in out.rows}
+    # 02:30 UTC is the evening before in São Paulo; two budget changes on one local day are one event
+    assert rows[("adset", "20", "2026-11-01", "budget_change")] == ("50", "75")
+    assert rows[("adset", "20", "2026-11-02", "budget_change")] == ("75", "90")
+    assert ("ad", "30", "2026-11-03", "pause") in rows and ("campaign", "10", "2026-11-04", "reactivate") in rows
+    assert ("adset", "20", "2026-11-05", "audience_change") in rows and ("ad", "30", "2026-11-06", "creative_change") in rows
+    assert rows[("adset", "20", "2026-11-07", "creative_change")][1] == "new ad 31 New"
+    assert out.skipped == {"update_ad_set_name": 1, "update_ad_creative of an unknown object": 1}
+
+
+def test_usage_headers_are_read():
+    headers = {"X-Business-Use-Case-Usage": json.dumps({"123": [{"type": "ads_insights", "call_count": 95,
+                                                                  "total_cputime": 10, "total_time": 12,
+                                                                  "estimated_time_to_regain_access": 2}]}),
+               "x-ad-account-usage": json.dumps({"acc_id_util_pct": 40.5, "reset_time_duration": 0})}
+    assert max_usage_pct(headers) == 95
+    assert max_usage_pct({}) == 0
+
+
+# --- the sync against the fake Graph API -------------------------------------------------------------
+
+
+def test_sync_stores_exactly_what_meta_served_at_every_level(engine: sa.Engine, fake: FakeGraphApi):
+    client = _client(fake)
+    found = discover_accounts(engine, client)
+    assert sorted(found.added) == [ACCOUNT, "act_2002"]
+    since = TODAY - dt.timedelta(days=39)
+    result = sync_account(engine, client, ACCOUNT, since=since, now=NOW)
+    served = _served(fake.accounts[ACCOUNT], since)
+    assert result.insight_rows_read == len(served) and result.full
+
+    ads = _stored(engine, "ad").rename(columns={"entity_id": "ad_id"})
+    merged = served.merge(ads, on=["ad_id", "date"], how="outer", suffixes=("_served", "_stored"), indicator=True)
+    assert (merged["_merge"] == "both").all(), merged[merged["_merge"] != "both"]
+    for column in ("impressions", "clicks", "leads", "spend"):
+        assert (merged[f"{column}_served"] == merged[f"{column}_stored"]).all(), column
+    for level, key in (("adset", "adset_id"), ("campaign", "campaign_id")):
+        expected = served.groupby([key, "date"])[["impressions", "clicks", "leads", "spend"]].sum().reset_index()
+        stored = _stored(engine, level).rename(columns={"entity_id": key})
+        both = expected.merge(stored, on=[key, "date"], how="outer", indicator=True)
+        assert (both["_merge"] == "both").all() and len(both) == len(expected)
+        for column in ("impressions", "clicks", "leads"):
+            assert (both[f"{column}_x"] == both[f"{column}_y"]).all()
+        assert ((both["spend_x"] - both["spend_y"]).abs() < 1e-6).all()
+
+    # entities with names, statuses and budgets (cents -> BRL); today's rows partial; change events
+    account = fake.accounts[ACCOUNT]
+    with engine.connect() as conn:
+        adsets = {r.id: r for r in conn.execute(sa.text("select * from adsets where account_id = :a"), {"a": ACCOUNT})}
+        events = conn.execute(sa.text("select entity_type, entity_id, change_type, old_value, new_value from change_events "
+                                      "where account_id = :a"), {"a": ACCOUNT}).all()
+        acct = conn.execute(sa.text("select name, timezone, currency from ad_accounts where id = :a"), {"a": ACCOUNT}).one()
+    assert tuple(acct) == ("Account 5", "UTC", "BRL")
+    for item in account.adsets:
+        assert adsets[item["id"]].name == item["name"] and adsets[item["id"]].status == item["effective_status"]
+        if "daily_budget" in item:
+            assert adsets[item["id"]].daily_budget == pytest.approx(int(item["daily_budget"]) / 100)
+    assert len(events) == len(account.activities) > 0
+    ads = _stored(engine, "ad")
+    assert ads.loc[ads["date"] == TODAY.isoformat(), "partial_as_of"].notna().all()
+    assert ads.loc[ads["date"] < TODAY.isoformat(), "partial_as_of"].isna().all()
+    # features, tiers and forecasts read complete days only
+    assert reference_date(engine, ACCOUNT) == TODAY - dt.timedelta(days=1)
+
+
+def test_resync_with_nothing_new_writes_nothing_and_a_revised_day_replaces_the_stored_one(engine, fake):
+    client = _client(fake)
+    discover_accounts(engine, client)
+    sync_account(engine, client, ACCOUNT, full=True, now=NOW)
+    batches, cursor = import_batches_after(engine, 0, ("insights", "changes"))
+    assert set(batches["kind"]) == {"insights", "changes"}
+
+    again = sync_account(engine, client, ACCOUNT, full=True, now=NOW + dt.timedelta(minutes=5))
+    assert not again.changed and again.insights.rows_changed == 0
+    assert import_batches_after(engine, cursor, ("insights", "changes", "delete"))[0].empty
+
+    account = fake.accounts[ACCOUNT]
+    day = (TODAY - dt.timedelta(days=10)).isoformat()
+    row = next(r for r in account.insights if r["date_start"] == day)
+    revise(account, day, row["ad_id"], spend="999.50", actions=[{"action_type": "lead", "value": "40"}])
+    revised = sync_account(engine, client, ACCOUNT, full=True, now=NOW + dt.timedelta(minutes=10))
+    # the ad-day, its adset-day and its campaign-day
+    assert revised.insights.rows_changed == 3
+    fresh, _ = import_batches_after(engine, cursor, ("insights", "changes"))
+    assert list(fresh["kind"]) == ["insights"]
+    ads = _stored(engine, "ad").set_index(["entity_id", "date"])
+    assert ads.loc[(row["ad_id"], day), "spend"] == 999.5 and ads.loc[(row["ad_id"], day), "leads"] == 40
+    adsets = _stored(engine, "adset").set_index(["entity_id", "date"])
+    served = _served(account, TODAY - dt.timedelta(days=28))
+    assert adsets.loc[(row["adset_id"], day), "spend"] == pytest.approx(
+        served.loc[(served["adset_id"] == row["adset_id"]) & (served["date"] == day), "spend"].sum())
+
+    # a day Meta no longer reports is deleted, with its roll-ups when it was the only ad
+    account.insights.remove(next(r for r in account.insights if r["date_start"] == day and r["ad_id"] == row["ad_id"]))
+    sync_account(engine, client, ACCOUNT, full=True, now=NOW + dt.timedelta(minutes=15))
+    assert (row["ad_id"], day) not in _stored(engine, "ad").set_index(["entity_id", "date"]).index
+
+    # the next day, yesterday's partial rows become complete
+    tomorrow = NOW + dt.timedelta(days=1)
+    sync_account(engine, client, ACCOUNT, full=False, now=tomorrow)
+    assert _stored(engine, "ad").query("date == @TODAY.isoformat()")["partial_as_of"].isna().all()
+
+
+def test_throttling_pauses_and_resumes_without_loss(engine, fake):
+    sleeps: list[float] = []
+    client = _client(fake, sleeps)
+    discover_accounts(engine, client)
+    fake.throttle_next(2, code=80000, path="insights", regain_minutes=2)
+    fake.throttle_next(1, code=17, path="ads")
+    fake.fail_next(2, path="campaigns")  # HTTP 500, code 2, transient
+    result = sync_account(engine, client, ACCOUNT, full=True, now=NOW)
+    assert result.throttled_waits == 3 and result.transient_retries == 2
+    assert sleeps.count(120.0) == 2  # estimated_time_to_regain_access (minutes) from the header
+    served = _served(fake.accounts[ACCOUNT], TODAY - dt.timedelta(days=28))
+    assert len(_stored(engine, "ad")) == len(served)
+
+    # high usage on a successful answer pauses before the next request
+    fake.usage_pct, sleeps[:] = 95.0, []
+    sync_account(engine, client, ACCOUNT, full=False, now=NOW)
+    assert sleeps and all(s == 60.0 for s in sleeps)
+
+
+def test_async_report_run_is_polled_to_completion(engine, fake):
+    sleeps: list[float] = []
+    client = _client(fake, sleeps, async_min_rows=0)
+    discover_accounts(engine, client)
+    fake.report_polls_to_finish = 3
+    result = sync_account(engine, client, ACCOUNT, full=True, now=NOW)
+    assert fake.count("POST", "insights") == 1 and result.insight_rows_read == len(_served(fake.accounts[ACCOUNT], TODAY - dt.timedelta(days=28)))
+    assert len(sleeps) == 2  # two polls before "Job Completed"
+
+
+def test_token_and_permission_errors_are_one_clear_line_and_store_nothing(engine, fake):
+    with pytest.raises(MetaAccessError, match="access token is invalid or expired"):
+        discover_accounts(engine, _client(fake, token="expired"))
+    client = _client(fake)
+    discover_accounts(engine, client)
+    fake.denied.add(ACCOUNT)
+    with pytest.raises(MetaAccessError, match=r"GET act_1001.*permission missing \(code 200"):
+        sync_account(engine, client, ACCOUNT, now=NOW)
+    assert _stored(engine, "ad").empty
+    with engine.connect() as conn:
+        error = conn.execute(sa.text("select last_error from meta_sync_state where account_id = :a"), {"a": ACCOUNT}).scalar_one()
+    assert "permission missing" in error
+    sync_account(engine, client, "act_2002", now=NOW)  # the other account goes on
+    assert not _stored(engine, "ad", "act_2002").empty
+
+
+def test_discovery_retires_disabled_and_vanished_accounts_only(engine, fake):
+    from ads_ml.db.queries import active_account_ids
+
+    client = _client(fake)
+    with engine.begin() as conn:  # an account of CSV imports, unknown to the token
+        conn.execute(sa.text("insert into ad_accounts (id, name, is_active, timezone, created_at, updated_at) "
+                             "values ('act_csv', 'CSV', true, 'UTC', :t, :t)"), {"t": NOW})
+    discover_accounts(engine, client)
+    assert set(active_account_ids(engine)) == {ACCOUNT, "act_2002", "act_csv"}
+    fake.accounts["act_2002"].account_status = 101  # closed
+    del fake.accounts[ACCOUNT]
+    found = discover_accounts(engine, client)
+    assert found.retired == [ACCOUNT, "act_2002"]
+    assert set(active_account_ids(engine)) == {"act_csv"}
+
+
+def test_cli_sync_and_discover(db_url, fake, tmp_path, monkeypatch):
+    env = {"ADS_ML_DATABASE_URL": db_url, "ADS_ML_META_GRAPH_URL": fake.url, "ADS_ML_META_ACCESS_TOKEN": "test-token",
+           "DAGSTER_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    run = lambda *args, **extra: subprocess.run([sys.executable, "-m", "ads_ml.cli", *args], env={**env, **extra},  # noqa: E731
+                                               capture_output=True, text=True, timeout=120)
+    out = run("accounts", "discover")
+    assert out.returncode == 0 and "added ['act_1001', 'act_2002']" in out.stdout, out.stderr
+    out = run("sync", "--account", ACCOUNT, "--since", (TODAY - dt.timedelta(days=5)).isoformat())
+    assert out.returncode == 0 and f"synced {TODAY - dt.timedelta(days=5)} .. {TODAY}" in out.stdout, out.stderr
+    out = run("sync", "--account", ACCOUNT, ADS_ML_META_ACCESS_TOKEN="expired")
+    assert out.returncode == 1 and out.stderr.count("\n") == 1 and "access token is invalid or expired" in out.stderr
+    out = run("sync", "--account", ACCOUNT, ADS_ML_META_ACCESS_TOKEN="")
+    assert out.returncode == 1 and "no Meta access token" in out.stderr
