@@ -250,7 +250,7 @@ def test_throttling_pauses_and_resumes_without_loss(engine, fake):
     result = sync_account(engine, client, ACCOUNT, full=True, now=NOW)
     assert result.throttled_waits == 3 and result.transient_retries == 2
     assert sleeps.count(120.0) == 2  # estimated_time_to_regain_access (minutes) from the header
-    served = _served(fake.accounts[ACCOUNT], TODAY - dt.timedelta(days=28))
+    served = _served(fake.accounts[ACCOUNT], TODAY - dt.timedelta(days=89))  # a first sync pulls 90 days
     assert len(_stored(engine, "ad")) == len(served)
 
     # high usage on a successful answer pauses before the next request
@@ -265,7 +265,7 @@ def test_async_report_run_is_polled_to_completion(engine, fake):
     discover_accounts(engine, client)
     fake.report_polls_to_finish = 3
     result = sync_account(engine, client, ACCOUNT, full=True, now=NOW)
-    assert fake.count("POST", "insights") == 1 and result.insight_rows_read == len(_served(fake.accounts[ACCOUNT], TODAY - dt.timedelta(days=28)))
+    assert fake.count("POST", "insights") == 1 and result.insight_rows_read == len(_served(fake.accounts[ACCOUNT], TODAY - dt.timedelta(days=89)))
     assert len(sleeps) == 2  # two polls before "Job Completed"
 
 
