@@ -14,7 +14,9 @@ from __future__ import annotations
 import datetime as dt
 import os
 import signal
+import time
 import uuid
+from zoneinfo import ZoneInfo
 from pathlib import Path
 
 import pytest
@@ -32,10 +34,13 @@ from ads_ml.defs.jobs import all_jobs
 from ads_ml_tests.conftest import _create_database, _drop_database
 from ads_ml_tests.live import REPO_ROOT, TERMINAL, Deployment
 from ads_ml_tests.helpers import count
+from ads_ml.testing.fake_graph_api import FakeAccount, FakeGraphApi
 
 pytestmark = pytest.mark.slow
 
 WITH_DATA, WITHOUT_DATA = "act_live", "act_new"
+#: An account whose data arrives only through the Meta sync (the local fake Graph API).
+SYNCED, SYNCED_TZ = "act_3003", "America/Sao_Paulo"
 END = dt.date.today() - dt.timedelta(days=1)
 AUTOMATION = "ads_ml_automation"
 SENSORS = ["ad_account_partitions_sensor", "new_insights_sensor", "change_events_sensor", AUTOMATION]
@@ -69,6 +74,12 @@ def deployment(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pyte
         "ADS_ML_N_JOBS": "1",
         "ADS_ML_SENSOR_INTERVAL_SECONDS": "5",
     })
+    synced_today = dt.datetime.now(ZoneInfo(SYNCED_TZ)).date()
+    demo = generate_account(n_campaigns=2, adsets_per_campaign=2, ads_per_adset=2, days=60, end_date=synced_today, seed=9)
+    fake = FakeGraphApi([FakeAccount.from_canonical(SYNCED, demo.insights, demo.changes, name="Synced account",
+                                                    timezone_name=SYNCED_TZ)])
+    fake.start()
+    env.update({"ADS_ML_META_ACCESS_TOKEN": fake.token, "ADS_ML_META_GRAPH_URL": fake.url})
     created: list[str] = []
     if storage == "postgresql":
         server = request.getfixturevalue("pg_server_url")
@@ -98,9 +109,11 @@ def deployment(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pyte
         live.wait_ready()
         instance = dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
         live.storage, live.instance, live.engine = storage, instance, get_engine(env["ADS_ML_DATABASE_URL"])
+        live.fake = fake
         yield live
     finally:
         live.stop()
+        fake.stop()
         if instance is not None:
             instance.dispose()
         dispose_engine(env["ADS_ML_DATABASE_URL"])
@@ -141,7 +154,8 @@ def test_daemon_and_launchpad_runs_succeed(deployment: Deployment, tmp_path: Pat
     live.wait_for(lambda: set(live.instance.get_dynamic_partitions("ad_account")) >= {WITH_DATA, WITHOUT_DATA},
                   "the partitions sensor to add both accounts")
 
-    wanted = {(WITH_DATA, "new_insights_sensor"), (WITH_DATA, "change_events_sensor"), (WITH_DATA, AUTOMATION)}
+    wanted = {(WITH_DATA, "new_insights_sensor"), (WITH_DATA, "change_events_sensor"), (WITH_DATA, AUTOMATION),
+              (SYNCED, AUTOMATION), (SYNCED, "new_insights_sensor"), (SYNCED, "change_events_sensor")}
     live.wait_for(lambda: wanted <= {(r["tags"].get("dagster/partition"), r["tags"].get("dagster/sensor_name"))
                                      for r in live.runs()},
                   "the sensors and the automation to launch their runs", timeout=600)
@@ -150,12 +164,20 @@ def test_daemon_and_launchpad_runs_succeed(deployment: Deployment, tmp_path: Pat
     # would start more automated runs.
     expected = {"ad_features", "ad_tier_classifier", "ad_classifications", "ad_anomalies", "ad_forecasts", "ad_recommendations"}
 
-    def materialised_for_account() -> set[str]:
+    def materialised_for_account(account: str = WITH_DATA) -> set[str]:
         return {name for name in expected if live.instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=dg.AssetKey(name), asset_partitions=[WITH_DATA]), limit=1).records}
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey(name), asset_partitions=[account]), limit=1).records}
 
     live.wait_for(lambda: materialised_for_account() == expected, "the automation to build the account's assets",
                   timeout=900)
+    # The Meta-synced account: discovered, synced, and analysed by the automation with no CSV at all;
+    # the changes of its activity log get their impact reports.
+    live.wait_for(lambda: materialised_for_account(SYNCED) == expected
+                  and count(live.engine, "ml_impact_reports", f"account_id = '{SYNCED}'") > 0,
+                  "the synced account's assets and impact reports", timeout=900)
+    assert count(live.engine, "change_events", f"account_id = '{SYNCED}'") == len(live.fake.accounts[SYNCED].activities)
+    assert count(live.engine, "daily_insights", f"account_id = '{SYNCED}' and entity_type = 'ad'") == len(
+        live.fake.accounts[SYNCED].insights)
     assert live.stop_sensor(AUTOMATION) == "STOPPED"
     runs = live.wait_for(lambda: (runs := live.runs()) and all(r["status"] in TERMINAL for r in runs) and runs,
                          "the sensors' and the automation's runs to finish", timeout=900)
@@ -235,3 +257,12 @@ def test_daemon_and_launchpad_runs_succeed(deployment: Deployment, tmp_path: Pat
                              and all(v in TERMINAL for v in s.values()) and s,
                              "the killed run to be failed and the queued one to finish", timeout=600)
     assert statuses == {doomed: "FAILURE", queued: "SUCCESS"}, statuses
+
+    # A re-sync from the launchpad with nothing new at Meta succeeds and starts no run.
+    before = {r["run_id"] for r in live.runs()}
+    resync = live.launch("meta_sync", SYNCED, {"ops": {"meta_sync": {"config": {"full": True}}}})
+    live.wait_for(lambda: next((r["status"] for r in live.runs() if r["run_id"] == resync and r["status"] in TERMINAL), None),
+                  "the re-sync to finish")
+    time.sleep(15)  # three sensor intervals
+    started = [r for r in live.runs() if r["run_id"] not in before | {resync}]
+    assert not started and next(r for r in live.runs() if r["run_id"] == resync)["status"] == "SUCCESS", started
