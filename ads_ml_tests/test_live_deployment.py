@@ -260,7 +260,7 @@ def test_daemon_and_launchpad_runs_succeed(deployment: Deployment, tmp_path: Pat
 
     # A re-sync from the launchpad with nothing new at Meta succeeds and starts no run.
     before = {r["run_id"] for r in live.runs()}
-    resync = live.launch("meta_sync", SYNCED, {"ops": {"meta_sync": {"config": {"full": True}}}})
+    resync = live.launch("sync_from_meta", SYNCED, {"ops": {"meta_sync": {"config": {"full": True}}}})
     live.wait_for(lambda: next((r["status"] for r in live.runs() if r["run_id"] == resync and r["status"] in TERMINAL), None),
                   "the re-sync to finish")
     time.sleep(15)  # three sensor intervals

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -22,14 +23,18 @@ def test_migrations_create_exactly_the_models(db_url):
     assert diff == []
 
 
-def test_definitions_load_without_warnings():
+@pytest.mark.parametrize("meta_token", ["", "a-token"])
+def test_definitions_load_without_warnings(meta_token):
     code = (
         "import warnings; warnings.simplefilter('error');"
         "from ads_ml.definitions import defs; import dagster as dg;"
         "dg.Definitions.validate_loadable(defs);"
+        # the repository as the webserver builds it: op and job names must not collide
+        "defs.get_repository_def().get_all_jobs();"
         "print(sorted(k.to_user_string() for k in defs.resolve_all_asset_keys()))"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    env = {**os.environ, "ADS_ML_META_ACCESS_TOKEN": meta_token}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert done.returncode == 0, done.stderr
     assert "ad_features" in done.stdout and "campaign_insights" in done.stdout
 

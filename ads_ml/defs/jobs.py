@@ -91,7 +91,7 @@ recommendation_job = dg.define_asset_job(
 
 #: The Meta sync of one account (launchpad config: ``since`` for a backfill from Meta, ``full``).
 meta_sync_job = dg.define_asset_job(
-    name="meta_sync",
+    name="sync_from_meta",
     selection=dg.AssetSelection.assets("meta_sync"),
     description="Pull the account's entities, insights and activity log from the Meta Marketing API; what changed "
     "flows on through the sensors and automation.",

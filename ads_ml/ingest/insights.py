@@ -402,19 +402,28 @@ def _delete_orphan_rollups(conn: Connection, account_id: str, first: dt.date, la
     """Adset and campaign days of the range left without any ad row (the roll-up upserts the days
     that still have ads, so a replace that changes nothing rewrites nothing)."""
     d, ads = DailyInsight.__table__, Ad.__table__
-    child = DailyInsight.__table__.alias("child")
     deleted = 0
     for level, parent in (("adset", ads.c.adset_id), ("campaign", ads.c.campaign_id)):
-        has_ads = (
-            select(child.c.id)
+        child = d.alias("child")
+        with_ads = (
+            select(parent.label("entity_id"), child.c.date)
             .select_from(child.join(ads, and_(ads.c.account_id == child.c.account_id, ads.c.id == child.c.entity_id)))
-            .where(child.c.account_id == account_id, child.c.entity_type == "ad", child.c.date == d.c.date,
-                   parent == d.c.entity_id)
-            .exists()
+            .where(child.c.account_id == account_id, child.c.entity_type == "ad", child.c.date >= first,
+                   child.c.date <= last)
+            .distinct()
+            .subquery()
         )
-        deleted += conn.execute(delete(d).where(
-            d.c.account_id == account_id, d.c.entity_type == level, d.c.date >= first, d.c.date <= last, ~has_ads,
-        )).rowcount
+        rollup = d.alias("rollup")
+        orphans = (
+            select(rollup.c.id)
+            .select_from(rollup.outerjoin(with_ads, and_(with_ads.c.entity_id == rollup.c.entity_id,
+                                                         with_ads.c.date == rollup.c.date)))
+            .where(rollup.c.account_id == account_id, rollup.c.entity_type == level, rollup.c.date >= first,
+                   rollup.c.date <= last, with_ads.c.entity_id.is_(None))
+        )
+        ids = [i for (i,) in conn.execute(orphans)]
+        for start in range(0, len(ids), 10_000):
+            deleted += conn.execute(delete(d).where(d.c.id.in_(ids[start:start + 10_000]))).rowcount
     return deleted
 
 

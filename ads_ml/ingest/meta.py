@@ -268,12 +268,27 @@ class MetaClient:
         if ads * days > self.async_min_rows:
             report = account.get_insights(fields=list(INSIGHT_FIELDS), params=params, is_async=True)
             report = self._wait_for_report(account_id, report)
-            return [dict(r) for r in report.get_insights(params={"limit": self.page_limit})]
-        return [dict(r) for r in account.get_insights(fields=list(INSIGHT_FIELDS), params=params)]
+            return self._rows((report.get_id(), "insights"), {"limit": self.page_limit})
+        return self._rows((_act(account_id), "insights"), {**params, "fields": ",".join(INSIGHT_FIELDS)})
+
+    def _rows(self, path: tuple[str, str], params: dict) -> list[dict]:
+        """Every row of a paged edge, as plain dicts, through the SDK's ``call`` (pacing, retries,
+        errors as above) and the cursor paging its ``Cursor`` follows. Insight pages skip the
+        SDK's per-field object parsing, which cost 0.2 ms a row (36 s for 2,000 ads × 90 days)."""
+        rows: list[dict] = []
+        params = dict(params)
+        while True:
+            body = self.api.call("GET", path, params=params).json()
+            rows.extend(body.get("data") or [])
+            paging = body.get("paging") or {}
+            after = (paging.get("cursors") or {}).get("after")
+            if not after or "next" not in paging:
+                return rows
+            params["after"] = after
 
     def _wait_for_report(self, account_id: str, report: AdReportRun) -> AdReportRun:
         report_id = report.get("report_run_id") or report.get("id")
-        report = AdReportRun(report_id, api=self.api)
+        report = AdReportRun(str(report_id), api=self.api)
         started, delay = time.monotonic(), 1.0
         while True:
             report.api_get(fields=[AdReportRun.Field.async_status, AdReportRun.Field.async_percent_completion])
