@@ -73,7 +73,9 @@ def materialize_account(
     """Materialise ``select`` (asset names; default all) for one account partition."""
     defs = defs or _defs()
     known = asset_names(defs)
-    selection = list(select or known)
+    # an account's assets: the deployment-wide ones (meta_ad_accounts) are not the account's
+    graph = defs.resolve_asset_graph()
+    selection = list(select or [name for name in known if graph.get(dg.AssetKey(name)).partitions_def is not None])
     unknown = [name for name in selection if name not in known]
     if unknown:
         raise PipelineError(f"unknown asset(s) {', '.join(unknown)}; choose from: {', '.join(known)}")

@@ -11,6 +11,7 @@ import json
 import subprocess
 import sys
 
+import dagster as dg
 import pandas as pd
 import pytest
 import sqlalchemy as sa
@@ -313,3 +314,46 @@ def test_cli_sync_and_discover(db_url, fake, tmp_path, monkeypatch):
     assert out.returncode == 1 and out.stderr.count("\n") == 1 and "access token is invalid or expired" in out.stderr
     out = run("sync", "--account", ACCOUNT, ADS_ML_META_ACCESS_TOKEN="")
     assert out.returncode == 1 and "no Meta access token" in out.stderr
+
+
+def test_the_partial_day_is_judged_only_for_what_can_only_grow(dagster_instance, engine):
+    """Through Dagster as the automation runs it: the day in progress (synced this morning) is
+    checked beside the last complete day, for excess spend only; an ad with no delivery yet today
+    is not "stopped", and features read the last complete day."""
+    from ads_ml.db.queries import load_features
+    from ads_ml.runner import materialize_account
+
+    demo = generate_account(n_campaigns=2, adsets_per_campaign=2, ads_per_adset=3, days=60, end_date=TODAY, seed=7,
+                            churn=False, inject_anomalies=False)
+    account = FakeAccount.from_canonical(ACCOUNT, demo.insights, timezone_name="UTC")
+    today_rows = [r for r in account.insights if r["date_start"] == TODAY.isoformat()]
+    spiked, silent = today_rows[0], today_rows[1]
+    spiked["spend"] = f"{float(spiked['spend']) * 30:.2f}"
+    account.insights.remove(silent)  # nothing delivered yet today
+    with FakeGraphApi([account]) as fake:
+        client = _client(fake)
+        discover_accounts(engine, client)
+        sync_account(engine, client, ACCOUNT, now=NOW)
+    assert materialize_account(ACCOUNT, ["ad_insights", "ad_features", "ad_isolation_forest_models", "ad_anomalies"],
+                               instance=dagster_instance).success
+    with engine.connect() as conn:
+        found = pd.read_sql(sa.text("select entity_id, anomaly_date, metric, observed_value, expected_value "
+                                    "from ml_anomalies where account_id = :a"), conn, params={"a": ACCOUNT})
+    found["anomaly_date"] = pd.to_datetime(found["anomaly_date"]).dt.date
+    today = found[found["anomaly_date"] == TODAY]
+    assert "spend" in set(today.loc[today["entity_id"] == spiked["ad_id"], "metric"]), today
+    # on a day in progress only what can only grow: more spend, CPM or frequency than expected
+    assert set(today["metric"]) <= {"spend", "cpm", "frequency"} and (today["observed_value"] > today["expected_value"]).all()
+    assert silent["ad_id"] not in set(found.loc[found["anomaly_date"] == TODAY, "entity_id"])
+    event = dagster_instance.get_latest_materialization_event(dg.AssetKey("ad_anomalies"))
+    assert event.asset_materialization.metadata["day_in_progress"].value.startswith(TODAY.isoformat())
+    assert set(load_features(engine, ACCOUNT, "ad")["reference_date"]) == {TODAY - dt.timedelta(days=1)}
+
+
+def test_app_secret_proof_signs_every_request(engine):
+    with FakeGraphApi([_fake_account()], app_secret="s3cret") as fake:
+        with pytest.raises(Exception, match="appsecret_proof"):
+            discover_accounts(engine, _client(fake))
+        client = _client(fake, app_secret="s3cret")
+        discover_accounts(engine, client)
+        assert sync_account(engine, client, ACCOUNT, now=NOW).insight_rows_read > 0

@@ -124,7 +124,7 @@ def main() -> None:
         print(json.dumps(_step(args)))
         return
 
-    end = dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=1)
+    end = dt.datetime.now(dt.timezone.utc).date()  # through today: the sync reads 90 days ending today
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
         demo = generate(args.ads, args.days, end)

@@ -282,7 +282,7 @@ def write_ad_days(
     if first is not None:
         for level in ("adset", "campaign"):
             _roll_up(conn, account_id, level, first, last, now)
-        if replace:  # roll-ups whose ads were all deleted; the others were rebuilt in place
+        if result.rows_deleted:  # roll-ups whose ads were all deleted; the others were rebuilt in place
             _delete_orphan_rollups(conn, account_id, first, last)
     result.rows_changed = conn.execute(
         select(func.count())

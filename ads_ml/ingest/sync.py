@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import pandas as pd
 from sqlalchemy import Engine, select, update
 from sqlalchemy.engine import Connection
 
@@ -146,14 +147,18 @@ def sync_account(engine: Engine, client: MetaClient, account_id: str, *, since: 
 
         entities = client.entities(account_id)
         result.entities = {level: len(items) for level, items in entities.items()}
-        rows = client.insights(account_id, since, today, ads=len(entities.get("ad", [])))
-        activities = client.activities(account_id, dt.datetime.combine(since, dt.time(), ZoneInfo(timezone)))
-
-        # pure: everything is checked before anything is written
+        # pure: everything is read and checked before anything is written; each page becomes a
+        # frame as it arrives, so memory holds the frames, not the API's JSON
         records = entity_records(entities, account_id, currency)
-        answer = insights_frame(rows, account_id, since, today, currency=currency, today=today, read_at=now,
-                                lead_types=lead_types or settings.meta_lead_action_types())
-        result.insight_rows_read = len(answer.frame)
+        frames, request = [], f"Meta insights {account_id} {since}..{today}"
+        for page in client.insight_pages(account_id, since, today, ads=len(entities.get("ad", []))):
+            answer = insights_frame(page, account_id, since, today, currency=currency, today=today, read_at=now,
+                                    lead_types=lead_types or settings.meta_lead_action_types(),
+                                    first_row=result.insight_rows_read + 1)
+            result.insight_rows_read += len(answer.frame)
+            if len(answer.frame):
+                frames.append(answer.frame)
+        activities = client.activities(account_id, dt.datetime.combine(since, dt.time(), ZoneInfo(timezone)))
         levels = {r["id"]: level for level, items in records.rows.items() for r in items}
         ad_parents = {r["id"]: r["adset_id"] for r in records.rows.get("ad", [])}
         changes = change_records(activities, levels, ad_parents, timezone, currency)
@@ -166,10 +171,9 @@ def sync_account(engine: Engine, client: MetaClient, account_id: str, *, since: 
                           leads_from_results=False, lead_indicators=(),
                           earliest=today - dt.timedelta(days=settings.IMPORT_MAX_AGE_DAYS),
                           latest=today + dt.timedelta(days=settings.IMPORT_MAX_FUTURE_DAYS))
-            insights = ImportResult(account_id=account_id, file=answer.request)
-            frames = [answer.frame] if len(answer.frame) else []
-            result.insights = write_ad_days(conn, answer.request, account_id, frames, fmt, insights,
-                                            replace=(since, today))
+            insights = ImportResult(account_id=account_id, file=request)
+            batches = (pd.concat(frames[i:i + 40]) for i in range(0, len(frames), 40))  # importer-sized batches
+            result.insights = write_ad_days(conn, request, account_id, batches, fmt, insights, replace=(since, today))
             if result.entities_changed and not (insights.rows_changed + insights.rows_deleted):
                 # a status or budget changed without a new figure: the analyses read them too
                 record_import_batch(conn, account_id, "insights", result.entities_changed, since, today)

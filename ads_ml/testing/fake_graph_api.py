@@ -18,6 +18,8 @@ product runs inside it.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import hmac
 import json
 import threading
 import uuid
@@ -137,9 +139,11 @@ class FakeGraphApi:
     """The server and its state. ``accounts`` by id; the knobs below make it misbehave as Meta does."""
 
     def __init__(self, accounts: list[FakeAccount] | None = None, *, token: str = "test-token",
-                 page_size: int = 25) -> None:
+                 page_size: int = 25, app_secret: str | None = None) -> None:
         self.accounts = {a.account_id: a for a in accounts or []}
         self.token, self.page_size = token, page_size
+        #: when set, every request must carry appsecret_proof = HMAC-SHA256(app secret, token)
+        self.app_secret = app_secret
         self.requests: list[tuple[str, str, dict]] = []  # method, path, params (token dropped)
         self.denied: set[str] = set()  # accounts the token may not read (permission error 200)
         self.faults: list[dict] = []  # next responses to spoil: {"kind": "throttle"|"error500", "path": substring}
@@ -247,6 +251,12 @@ class FakeGraphApi:
         if params.get("access_token") != self.token:
             status, body = self._error(400, 190, "Error validating access token: Session has expired.", subcode=463)
             return status, body, {}
+        if self.app_secret is not None:
+            proof = hmac.new(self.app_secret.encode(), self.token.encode(), hashlib.sha256).hexdigest()
+            if params.get("appsecret_proof") != proof:
+                status, body = self._error(400, 100, "API calls from the server require an appsecret_proof argument",
+                                           kind="GraphMethodException")
+                return status, body, {}
         if fault is not None and fault["kind"] == "throttle":
             status, body = self._error(400, fault["code"], "There have been too many calls from this ad-account. "
                                        "Wait a bit and try again.", subcode=2446079, transient=True)
