@@ -357,3 +357,49 @@ def test_app_secret_proof_signs_every_request(engine):
         client = _client(fake, app_secret="s3cret")
         discover_accounts(engine, client)
         assert sync_account(engine, client, ACCOUNT, now=NOW).insight_rows_read > 0
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)  # the conditions, not the storage, are under test
+def test_the_automation_syncs_meta_accounts_every_hour_of_their_own_clock(dagster_instance, engine, monkeypatch):
+    """Discovery once a Meta token is configured; each discovered account synced at once, then at
+    every hourly tick in its timezone; accounts of CSV imports never."""
+    from ads_ml.definitions import defs
+    from ads_ml.db.models import AdAccount, utcnow
+
+    def requested(when: dt.datetime, cursor):  # noqa: ANN001, ANN202
+        result = dg.evaluate_automation_conditions(
+            defs=defs, instance=dagster_instance, cursor=cursor, evaluation_time=when,
+            asset_selection=dg.AssetSelection.assets("meta_ad_accounts", "meta_sync"))
+        wanted = {name: set(result.get_requested_partitions(dg.AssetKey(name)))
+                  for name in ("meta_ad_accounts", "meta_sync")}
+        return {k: v for k, v in wanted.items() if v}, result.cursor
+
+    day = dt.datetime(2026, 11, 24, 10, 20, tzinfo=dt.timezone.utc)
+    monkeypatch.delenv("ADS_ML_META_ACCESS_TOKEN", raising=False)
+    assert requested(day, None)[0] == {}  # no token: nothing from Meta
+    monkeypatch.setenv("ADS_ML_META_ACCESS_TOKEN", "test-token")
+    with engine.begin() as conn:
+        conn.execute(sa.insert(AdAccount).values(id="act_csv", name="csv", is_active=True, currency="BRL",
+                                                 timezone="UTC", created_at=utcnow(), updated_at=utcnow()))
+    dagster_instance.add_dynamic_partitions("ad_account", ["act_csv"])
+    now, cursor = requested(day + dt.timedelta(seconds=30), None)
+    assert now == {"meta_ad_accounts": {None}}  # discovery at once; the CSV account is not synced
+    with FakeGraphApi([_fake_account(timezone="Asia/Kolkata")]) as fake:  # UTC+05:30
+        discover_accounts(engine, _client(fake))
+    dagster_instance.add_dynamic_partitions("ad_account", [ACCOUNT])
+    now, cursor = requested(day + dt.timedelta(minutes=1), cursor)
+    assert now.get("meta_sync") == {ACCOUNT}, now  # never synced: at once
+    # the tick after a sync: nothing until the next hour of its clock
+    from ads_ml.runner import materialize_account
+
+    monkeypatch.setenv("ADS_ML_META_GRAPH_URL", "http://127.0.0.1:9")  # the run would fail if it called Meta
+    monkeypatch.delenv("ADS_ML_META_ACCESS_TOKEN")  # …so it records "not configured" instead
+    assert materialize_account(ACCOUNT, ["meta_sync"], instance=dagster_instance).success
+    monkeypatch.setenv("ADS_ML_META_ACCESS_TOKEN", "test-token")
+    now, cursor = requested(day + dt.timedelta(minutes=2), cursor)
+    assert "meta_sync" not in now, now
+    # Kolkata is UTC+05:30: its hours tick at hh:30 UTC. 10:29 UTC: no tick since; 10:31: one.
+    now, cursor = requested(day + dt.timedelta(minutes=9), cursor)
+    assert "meta_sync" not in now, now
+    now, cursor = requested(day + dt.timedelta(minutes=11), cursor)
+    assert now.get("meta_sync") == {ACCOUNT}, now
