@@ -386,6 +386,9 @@ def test_the_automation_syncs_meta_accounts_every_hour_of_their_own_clock(dagste
     assert now == {"meta_ad_accounts": {None}}  # discovery at once; the CSV account is not synced
     with FakeGraphApi([_fake_account(timezone="Asia/Kolkata")]) as fake:  # UTC+05:30
         discover_accounts(engine, _client(fake))
+    # discovered, not yet a partition (the partitions sensor adds it at its next tick): nothing yet
+    now, cursor = requested(day + dt.timedelta(seconds=45), cursor)
+    assert "meta_sync" not in now, now
     dagster_instance.add_dynamic_partitions("ad_account", [ACCOUNT])
     now, cursor = requested(day + dt.timedelta(minutes=1), cursor)
     assert now.get("meta_sync") == {ACCOUNT}, now  # never synced: at once
