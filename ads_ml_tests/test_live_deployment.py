@@ -279,3 +279,16 @@ def test_daemon_and_launchpad_runs_succeed(deployment: Deployment, tmp_path: Pat
     time.sleep(15)  # three sensor intervals
     started = [r for r in live.runs() if r["run_id"] not in before | {resync}]
     assert not started and next(r for r in live.runs() if r["run_id"] == resync)["status"] == "SUCCESS", started
+
+    # What the synced account got, and what the team received (shown with pytest -s).
+    where = f"account_id = '{SYNCED}'"
+    ad_days = count(live.engine, "daily_insights", where + " and entity_type = 'ad'")
+    print(f"\n[{live.storage}] {SYNCED} (data only from the Meta sync): {ad_days} ad-days, "
+          f"{count(live.engine, 'ml_classifications', where)} tiers, {count(live.engine, 'ml_anomalies', where)} anomalies, "
+          f"{count(live.engine, 'ml_recommendations', where)} recommendations, "
+          f"{count(live.engine, 'ml_impact_reports', where)} impact reports of {count(live.engine, 'change_events', where)} "
+          f"changes from its activity log")
+    with live.engine.connect() as conn:
+        sent = conn.execute(sa.text("select kind, status, count(*), sum(attempts) from sent_alerts group by kind, status")).all()
+    print(f"[{live.storage}] alerts: {[tuple(r) for r in sent]}; webhook received {len(live.webhook.received)} messages: "
+          f"{[m['title'] for m in live.webhook.received]}")
