@@ -94,8 +94,10 @@ class MetaSyncedAccount(dg.AutomationCondition):
         except Exception as exc:  # noqa: BLE001 - no database yet: nothing to sync
             log.warning(f"Meta sync state unavailable ({exc})")
             synced = set()
+        # an account discovered a moment ago may not be a partition yet: only the candidates' keys
+        keys = synced & set(candidates.expensively_compute_partition_keys())
         return dg.AutomationResult(
-            context, true_subset=context.asset_graph_view.compute_intersection_with_partition_keys(synced, candidates))
+            context, true_subset=context.asset_graph_view.compute_intersection_with_partition_keys(keys, candidates))
 
 
 _INPUTS_READY = ~dg.AutomationCondition.any_deps_missing() & ~dg.AutomationCondition.any_deps_in_progress()
