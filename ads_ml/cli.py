@@ -65,6 +65,27 @@ def _parser() -> argparse.ArgumentParser:
     k = kinds.add_parser("discover", help="register the ad accounts the Meta token reads (new ones become partitions)")
     k.set_defaults(handler=_discover)
 
+    p = sub.add_parser("alerts", help="where anomalies, urgent recommendations, impact verdicts and digests are sent")
+    kinds = p.add_subparsers(dest="kind", required=True)
+    k = kinds.add_parser("add", help="add a destination (an Apprise URL: slack://, msteams://, mailto://, json://, …)")
+    k.add_argument("--account", default=None, help="the account (default: every account)")
+    k.add_argument("--url", required=True)
+    k.add_argument("--min-severity", default="high", choices=["low", "medium", "high", "critical"])
+    k.add_argument("--kinds", nargs="+", default=["anomaly", "recommendation", "impact", "digest"],
+                   choices=["anomaly", "recommendation", "impact", "digest"])
+    k.add_argument("--quiet", default=None, metavar="HH-HH", help="quiet hours in the account's timezone, e.g. 22-7")
+    k.add_argument("--digest-hour", type=int, default=8, help="the daily digest's hour, account time (default 8)")
+    k.set_defaults(handler=_alerts_add)
+    k = kinds.add_parser("list", help="the destinations (secrets masked)")
+    k.add_argument("--account", default=None)
+    k.set_defaults(handler=_alerts_list)
+    k = kinds.add_parser("remove", help="remove a destination")
+    k.add_argument("id", type=int)
+    k.set_defaults(handler=_alerts_remove)
+    k = kinds.add_parser("test", help="send a sample message to each destination of an account")
+    k.add_argument("--account", required=True)
+    k.set_defaults(handler=_alerts_test)
+
     p = sub.add_parser("delete", help="delete stored data of an ad account (undo a wrong import)")
     kinds = p.add_subparsers(dest="kind", required=True)
     k = kinds.add_parser("insights", help="delete the insights (all levels) of a date range, in one transaction")
@@ -192,6 +213,53 @@ def _discover(args: argparse.Namespace) -> int:
 
     print(discover_accounts(_engine(), _meta(), settings.meta_account_ids()).summary())
     return 0
+
+
+def _alerts_add(args: argparse.Namespace) -> int:
+    from ads_ml.alerts import add_destination, privacy
+
+    quiet = None
+    if args.quiet:
+        try:
+            start, end = (int(h) for h in args.quiet.split("-"))
+        except ValueError:
+            raise ValueError(f"--quiet {args.quiet!r}: expected two hours, e.g. 22-7") from None
+        quiet = (start, end)
+    new_id = add_destination(_engine(), args.url, args.account, min_severity=args.min_severity, kinds=args.kinds,
+                             quiet=quiet, digest_hour=args.digest_hour)
+    print(f"alert destination {new_id}: {privacy(args.url)} for {args.account or 'every account'}")
+    return 0
+
+
+def _alerts_list(args: argparse.Namespace) -> int:
+    from ads_ml.alerts import destinations
+
+    for d in destinations(_engine()):
+        if args.account and not d.covers(args.account):
+            continue
+        quiet = f", quiet {d.quiet_start}-{d.quiet_end}" if d.quiet_start is not None else ""
+        print(f"{d.key}: {d.shown} — {d.account_id or 'every account'}; {', '.join(d.kinds)}; anomalies ≥ "
+              f"{d.min_severity}; digest at {d.digest_hour}:00{quiet}")
+    return 0
+
+
+def _alerts_remove(args: argparse.Namespace) -> int:
+    from ads_ml.alerts import remove_destination
+
+    remove_destination(_engine(), args.id)
+    print(f"alert destination {args.id} removed")
+    return 0
+
+
+def _alerts_test(args: argparse.Namespace) -> int:
+    from ads_ml.alerts import send_test
+
+    results = send_test(_engine(), args.account)
+    if not results:
+        raise LookupError(f"no alert destination for {args.account}: ads-ml alerts add --account {args.account} --url URL")
+    for shown, ok, error in results:
+        print(f"{shown}: {'sent' if ok else 'FAILED: ' + error}")
+    return 0 if all(ok for _, ok, _ in results) else 1
 
 
 def _delete(args: argparse.Namespace) -> int:

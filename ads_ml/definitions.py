@@ -17,6 +17,7 @@ from ads_ml.defs.jobs import all_jobs
 from ads_ml.defs.resources import DatabaseResource, FanoutResource, ModelStoreResource, meta_resource
 from ads_ml.defs.sensors import (
     ad_account_partitions_sensor,
+    alerts_sensor,
     change_events_sensor,
     dead_cli_runs_sensor,
     new_insights_sensor,
@@ -84,6 +85,7 @@ def build_definitions() -> dg.Definitions:
         asset_checks=[*insights_checks, *tier_checks],
         jobs=all_jobs,
         sensors=[ad_account_partitions_sensor, new_insights_sensor, change_events_sensor, dead_cli_runs_sensor,
+                 alerts_sensor,
                  automation_sensor()],
         resources=build_resources(),
         executor=build_executor(),

@@ -592,3 +592,27 @@ def meta_lead_action_types() -> tuple[str, ...]:
 def meta_configured() -> bool:
     """True when a Meta access token is configured (the sync and discovery then run by themselves)."""
     return bool(os.environ.get(META_ACCESS_TOKEN_ENV, "").strip())
+
+
+# --- alerts ---------------------------------------------------------------------------------------
+
+#: Default destinations for every account (comma-separated Apprise URLs), besides those stored by
+#: ``ads-ml alerts add``; their anomalies at or above ``ADS_ML_ALERT_MIN_SEVERITY`` (default high).
+ALERT_URLS_ENV = "ADS_ML_ALERT_URLS"
+ALERT_MIN_SEVERITY_ENV = "ADS_ML_ALERT_MIN_SEVERITY"
+#: The Dagster UI's address, for links in alerts and digests.
+UI_URL_ENV = "ADS_ML_UI_URL"
+#: Result rows of the last this many hours are looked at by each delivery round.
+ALERT_LOOKBACK_HOURS = 48
+#: A claim older than this (its process died mid-send) is taken over.
+ALERT_CLAIM_TIMEOUT_SECONDS = 300
+#: A failing destination is retried after 30 s, 60 s, 120 s, … (at most an hour), this many times.
+ALERT_MAX_ATTEMPTS = 8
+ALERT_RETRY_BASE_SECONDS = 30.0
+
+
+def alert_min_severity() -> str:
+    value = os.environ.get(ALERT_MIN_SEVERITY_ENV, "").strip().lower() or "high"
+    if value not in ("low", "medium", "high", "critical"):
+        raise ValueError(f"{ALERT_MIN_SEVERITY_ENV}={value!r}: expected low, medium, high or critical")
+    return value

@@ -35,6 +35,7 @@ from ads_ml_tests.conftest import _create_database, _drop_database
 from ads_ml_tests.live import REPO_ROOT, TERMINAL, Deployment
 from ads_ml_tests.helpers import count
 from ads_ml.testing.fake_graph_api import FakeAccount, FakeGraphApi
+from ads_ml_tests.receivers import Webhook
 
 pytestmark = pytest.mark.slow
 
@@ -43,7 +44,7 @@ WITH_DATA, WITHOUT_DATA = "act_live", "act_new"
 SYNCED, SYNCED_TZ = "act_3003", "America/Sao_Paulo"
 END = dt.date.today() - dt.timedelta(days=1)
 AUTOMATION = "ads_ml_automation"
-SENSORS = ["ad_account_partitions_sensor", "new_insights_sensor", "change_events_sensor", AUTOMATION]
+SENSORS = ["ad_account_partitions_sensor", "new_insights_sensor", "change_events_sensor", "alerts_sensor", AUTOMATION]
 
 
 def _failures(instance: dg.DagsterInstance, runs: list[dict]) -> str:
@@ -80,6 +81,9 @@ def deployment(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pyte
                                                     timezone_name=SYNCED_TZ)])
     fake.start()
     env.update({"ADS_ML_META_ACCESS_TOKEN": fake.token, "ADS_ML_META_GRAPH_URL": fake.url})
+    webhook = Webhook()  # the team's chat: every account's anomalies, from low severity on
+    env.update({"ADS_ML_ALERT_URLS": webhook.url, "ADS_ML_ALERT_MIN_SEVERITY": "low",
+                "ADS_ML_UI_URL": "http://127.0.0.1:3000"})
     created: list[str] = []
     if storage == "postgresql":
         server = request.getfixturevalue("pg_server_url")
@@ -109,11 +113,12 @@ def deployment(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pyte
         live.wait_ready()
         instance = dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
         live.storage, live.instance, live.engine = storage, instance, get_engine(env["ADS_ML_DATABASE_URL"])
-        live.fake = fake
+        live.fake, live.webhook = fake, webhook
         yield live
     finally:
         live.stop()
         fake.stop()
+        webhook.stop()
         if instance is not None:
             instance.dispose()
         dispose_engine(env["ADS_ML_DATABASE_URL"])
@@ -176,6 +181,14 @@ def test_daemon_and_launchpad_runs_succeed(deployment: Deployment, tmp_path: Pat
                   and count(live.engine, "ml_impact_reports", f"account_id = '{SYNCED}'") > 0,
                   "the synced account's assets and impact reports", timeout=900)
     assert count(live.engine, "change_events", f"account_id = '{SYNCED}'") == len(live.fake.accounts[SYNCED].activities)
+    # The anomalies found reach the team's webhook through the alerts sensor, once each.
+    anomalies = count(live.engine, "ml_anomalies", f"account_id = '{WITH_DATA}'")
+    assert anomalies > 0
+    alerted = live.wait_for(lambda: [m for m in live.webhook.received
+                                     if m["title"].startswith("New anomalies") and f"({WITH_DATA})" in m["title"]],
+                            "the anomalies to reach the webhook", timeout=300)
+    assert "/assets/ad_anomalies?partition=" in alerted[0]["message"] or "/assets/" in alerted[0]["message"]
+    assert count(live.engine, "sent_alerts", f"account_id = '{WITH_DATA}' and kind = 'anomaly' and status = 'SENT'") > 0
     assert count(live.engine, "daily_insights", f"account_id = '{SYNCED}' and entity_type = 'ad'") == len(
         live.fake.accounts[SYNCED].insights)
     assert live.stop_sensor(AUTOMATION) == "STOPPED"
@@ -266,3 +279,16 @@ def test_daemon_and_launchpad_runs_succeed(deployment: Deployment, tmp_path: Pat
     time.sleep(15)  # three sensor intervals
     started = [r for r in live.runs() if r["run_id"] not in before | {resync}]
     assert not started and next(r for r in live.runs() if r["run_id"] == resync)["status"] == "SUCCESS", started
+
+    # What the synced account got, and what the team received (shown with pytest -s).
+    where = f"account_id = '{SYNCED}'"
+    ad_days = count(live.engine, "daily_insights", where + " and entity_type = 'ad'")
+    print(f"\n[{live.storage}] {SYNCED} (data only from the Meta sync): {ad_days} ad-days, "
+          f"{count(live.engine, 'ml_classifications', where)} tiers, {count(live.engine, 'ml_anomalies', where)} anomalies, "
+          f"{count(live.engine, 'ml_recommendations', where)} recommendations, "
+          f"{count(live.engine, 'ml_impact_reports', where)} impact reports of {count(live.engine, 'change_events', where)} "
+          f"changes from its activity log")
+    with live.engine.connect() as conn:
+        sent = conn.execute(sa.text("select kind, status, count(*), sum(attempts) from sent_alerts group by kind, status")).all()
+    print(f"[{live.storage}] alerts: {[tuple(r) for r in sent]}; webhook received {len(live.webhook.received)} messages: "
+          f"{[m['title'] for m in live.webhook.received]}")

@@ -502,11 +502,62 @@ class ImpactReportRow(Base):
     analyzed_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class AlertDestination(Base):
+    """Where an account's alerts go: an Apprise URL (Slack, Teams, Telegram, e-mail, JSON webhook…;
+    a secret: never logged or shown in full). ``account_id`` NULL: every account's default."""
+
+    __tablename__ = "alert_destinations"
+    __table_args__ = (Index("ix_alert_destinations_account", "account_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    account_id: Mapped[str | None] = mapped_column(String(64))
+    url: Mapped[str] = mapped_column(Text)
+    #: anomalies at or above this severity (low / medium / high / critical)
+    min_severity: Mapped[str] = mapped_column(String(16), default="high")
+    #: what is sent: anomaly, recommendation, impact, digest
+    kinds: Mapped[list[str]] = mapped_column(JSON)
+    #: quiet hours in the account's timezone (start hour inclusive, end hour exclusive; may wrap midnight)
+    quiet_start: Mapped[int | None] = mapped_column(Integer)
+    quiet_end: Mapped[int | None] = mapped_column(Integer)
+    #: the daily digest's hour in the account's timezone
+    digest_hour: Mapped[int] = mapped_column(Integer, default=8)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class SentAlert(Base):
+    """One item (an anomaly of a day, a recommendation, an impact verdict, a digest) to one
+    destination: the unique key is what makes delivery exactly once — a restart, a re-materialised
+    partition or a second daemon finds the row and does not send again. ``status``: SENDING (claimed),
+    SENT, FAILED (retried from ``next_attempt_at``), GAVE_UP."""
+
+    __tablename__ = "sent_alerts"
+    __table_args__ = (
+        UniqueConstraint("destination", "item_key", name="uq_sent_alerts_key"),
+        Index("ix_sent_alerts_account_status", "account_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    destination: Mapped[str] = mapped_column(String(64))  # db:<id> or env:<hash>
+    item_key: Mapped[str] = mapped_column(String(255))
+    account_id: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    next_attempt_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    claimed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 ENTITY_MODELS = {"campaign": Campaign, "adset": Adset, "ad": Ad}
 MODEL_STATUSES = ("TRAINING", "READY", "FAILED", "DEPRECATED")
 
 __all__ = [
     "AdAccount",
+    "AlertDestination",
+    "SentAlert",
     "Ad",
     "Anomaly",
     "Adset",

@@ -161,3 +161,23 @@ def dead_cli_runs_sensor(context: dg.SensorEvaluationContext) -> dg.SkipReason:
     failed = fail_dead_cli_runs(context.instance)
     return dg.SkipReason(f"failed {len(failed)} run(s) of killed ads-ml processes: {', '.join(failed)}"
                          if failed else "no run of a killed ads-ml process")
+
+
+@dg.sensor(
+    name="alerts_sensor",
+    minimum_interval_seconds=settings.sensor_interval_seconds(60),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Delivers new anomalies, urgent recommendations and impact verdicts, and each account's daily "
+    "digest at its hour, to the alert destinations (ads-ml alerts add, ADS_ML_ALERT_URLS) through Apprise, exactly "
+    "once (sent_alerts); a failing destination is retried with backoff and named here.",
+)
+def alerts_sensor(context: dg.SensorEvaluationContext, database: DatabaseResource) -> dg.SkipReason:
+    from ads_ml.alerts import deliver
+
+    engine, why_not = _engine_or_reason(database)
+    if engine is None:
+        return dg.SkipReason(why_not)
+    report = deliver(engine)
+    if report.errors:
+        context.log.warning(f"alerts: {report.summary()}")
+    return dg.SkipReason(f"alerts: {report.summary()}")
