@@ -94,13 +94,13 @@ def meta_sync(context: dg.AssetExecutionContext, config: SyncConfig, database: D
     account_id = context.partition_key
     if not meta.configured:
         context.log.info(NOT_CONFIGURED)
-        return dg.MaterializeResult(metadata={"configured": False, "note": NOT_CONFIGURED})
+        return dg.MaterializeResult(metadata={"no_data": True, "configured": False, "note": NOT_CONFIGURED})
     engine = database.engine()
     if account_id not in sync_states(engine, [account_id]):
         note = (f"{account_id} is not synced from Meta (discovery did not find it and it was never synced): its data "
                 f"comes from CSV imports; `ads-ml sync --account {account_id}` starts syncing it")
         context.log.info(note)
-        return dg.MaterializeResult(metadata={"configured": True, "synced": False, "note": note})
+        return dg.MaterializeResult(metadata={"no_data": True, "configured": True, "synced": False, "note": note})
     try:
         since = dt.date.fromisoformat(config.since) if config.since else None
     except ValueError:
@@ -114,6 +114,7 @@ def meta_sync(context: dg.AssetExecutionContext, config: SyncConfig, database: D
     ins = result.insights
     partial = result.until.isoformat() + f" (read at {result.read_at:%H:%M} UTC)"
     return dg.MaterializeResult(metadata={
+        "no_data": result.insight_rows_read == 0,
         "configured": True,
         "synced": True,
         "window": f"{result.since} .. {result.until}",
