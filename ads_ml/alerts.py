@@ -28,6 +28,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
@@ -321,6 +322,7 @@ def apprise_notify(url: str, title: str, body: str) -> tuple[bool, str]:
     with apprise.LogCapture(level=apprise.logging.WARNING) as captured:
         ok = bool(sender.notify(title=title, body=body, body_format=apprise.NotifyFormat.MARKDOWN))
     error = "" if ok else (captured.getvalue().strip().splitlines() or ["delivery failed"])[-1]
+    error = re.sub(r"^\S+ \S+ - [A-Z]+ - ", "", error)  # Apprise's log prefix (time, level)
     return ok, error.replace(url, privacy(url))[:500]
 
 
@@ -334,8 +336,8 @@ class DeliveryReport:
     errors: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
-        text = (f"sent {self.sent}, already sent {self.deduplicated}, failed {self.failed} (of them retries "
-                f"{self.retried}), held {self.deferred}")
+        text = (f"sent {self.sent}, already sent {self.deduplicated}, failed {self.failed}, "
+                f"retried {self.retried}, held {self.deferred}")
         return text + ("; " + "; ".join(self.errors[:5]) if self.errors else "")
 
 
