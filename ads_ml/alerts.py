@@ -199,11 +199,9 @@ class AccountView:
 
 def _account_view(conn, account_id: str) -> AccountView:  # noqa: ANN001
     row = conn.execute(select(AdAccount.name, AdAccount.currency, AdAccount.timezone).where(AdAccount.id == account_id)).first()
-    zone = (row.timezone if row else None) or settings.schedule_timezone()
-    try:
-        ZoneInfo(zone)
-    except Exception:  # noqa: BLE001
-        zone = settings.schedule_timezone()
+    from ads_ml.db.queries import valid_timezone
+
+    zone = valid_timezone(row.timezone if row else None, settings.schedule_timezone())
     view = AccountView(account_id, (row.name if row else None) or account_id, (row.currency if row else None) or "", zone)
     for level, model in ENTITY_MODELS.items():
         for entity_id, name in conn.execute(select(model.id, model.name).where(model.account_id == account_id)):

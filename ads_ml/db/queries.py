@@ -102,15 +102,16 @@ def account_timezones(engine: Engine, account_ids: Iterable[str], default: str =
     with engine.connect() as conn:
         rows = conn.execute(select(AdAccount.id, AdAccount.timezone).where(AdAccount.id.in_(ids))) if ids else []
         stored = {account: zone for account, zone in rows}
-    zones = {}
-    for account in ids:
-        name = stored.get(account) or default
-        try:
-            ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError):
-            name = default
-        zones[account] = name
-    return zones
+    return {account: valid_timezone(stored.get(account), default) for account in ids}
+
+
+def valid_timezone(name: str | None, default: str = "UTC") -> str:
+    """``name`` when it is a valid IANA timezone, else ``default``."""
+    try:
+        ZoneInfo(name or "")
+        return name or default
+    except (ZoneInfoNotFoundError, ValueError):
+        return default
 
 
 def account_today(engine: Engine, account_id: str, now: dt.datetime | None = None) -> dt.date:

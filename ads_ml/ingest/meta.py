@@ -254,13 +254,10 @@ class MetaClient:
             out[level] = [dict(e) for e in edge(fields=list(ENTITY_FIELDS[level]), params=params)]
         return out
 
-    def insights(self, account_id: str, since: dt.date, until: dt.date, ads: int = 0) -> list[dict]:
-        """Ad-level daily insights of ``since``..``until`` (account time), every row."""
-        return [row for page in self.insight_pages(account_id, since, until, ads) for row in page]
-
     def insight_pages(self, account_id: str, since: dt.date, until: dt.date, ads: int = 0) -> Iterator[list[dict]]:
-        """The same, page by page (so a large answer is turned into frames as it arrives). Estimated
-        larger than ``async_min_rows`` ad-days: an asynchronous report run, polled until it completes."""
+        """Ad-level daily insights of ``since``..``until`` (account time), page by page (a large
+        answer is turned into frames as it arrives). Estimated larger than ``async_min_rows``
+        ad-days: an asynchronous report run, polled until it completes."""
         account = SdkAdAccount(_act(account_id), api=self.api)
         params = {
             "level": "ad",

@@ -21,7 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from dataclasses import dataclass, field
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 from sqlalchemy import Engine, select, update
@@ -30,7 +30,7 @@ from sqlalchemy.engine import Connection
 from ads_ml import settings
 from ads_ml.db.engine import begin_write
 from ads_ml.db.models import AdAccount, ENTITY_MODELS, MetaSyncState, utcnow
-from ads_ml.db.queries import record_import_batch
+from ads_ml.db.queries import record_import_batch, valid_timezone
 from ads_ml.db.upsert import insert_for, upsert
 from ads_ml.ingest.changes import finish_change_batch, upsert_change_events
 from ads_ml.ingest.csvfile import InputFileError
@@ -91,11 +91,7 @@ class SyncResult:
 
 
 def _zone(name: str | None) -> str:
-    try:
-        ZoneInfo(name or "")
-        return name or "UTC"
-    except (ZoneInfoNotFoundError, ValueError):
-        return settings.schedule_timezone()
+    return valid_timezone(name, settings.schedule_timezone())
 
 
 def _load_state(engine: Engine, account_id: str) -> MetaSyncState | None:
