@@ -11,6 +11,7 @@ from ads_ml.defs.assets.insights import insights_assets
 from ads_ml.defs.assets.sync import sync_assets
 from ads_ml.defs.assets.tiers import tier_assets
 from ads_ml.defs.automation import automation_sensor
+from ads_ml.defs.executor import account_turn
 from ads_ml.defs.checks import insights_checks, tier_checks
 from ads_ml.defs.io_managers import DatabaseIOManager, ModelIOManager
 from ads_ml.defs.jobs import all_jobs
@@ -51,7 +52,7 @@ def integration_executor(kind: str) -> dg.ExecutorDefinition:
 
     module, name, extra = INTEGRATION_EXECUTORS[kind]
     try:
-        executor = getattr(importlib.import_module(module), name)
+        executor = account_turn(getattr(importlib.import_module(module), name))
     except ImportError as exc:
         raise ImportError(f"{settings.EXECUTOR_ENV}={kind} needs {module.replace('_', '-')}: "
                           f"pip install 'ads_ml[{extra}]'") from exc
@@ -69,13 +70,13 @@ def build_executor() -> dg.ExecutorDefinition:
         # forkserver: each step forks from a server that has already imported this code location
         # (pandas, scikit-learn, XGBoost, ...), instead of a fresh interpreter importing it all
         # again for every step (seconds per step).
-        return dg.multiprocess_executor.configured(
+        return account_turn(dg.multiprocess_executor).configured(
             {"start_method": {"forkserver": {"preload_modules": ["ads_ml.definitions"]}},
              # runs × steps × fan-out workers add up to the cores (see FanoutResource)
              "max_concurrent": settings.step_concurrency()},
             name="multiprocess_executor"
         )
-    return dg.in_process_executor
+    return account_turn(dg.in_process_executor)
 
 
 def build_definitions() -> dg.Definitions:

@@ -112,26 +112,31 @@ def materialize_account(
 @contextlib.contextmanager
 def account_turn(instance: dg.DagsterInstance, account_id: str) -> Iterator[None]:
     """Wait for the account's turn, as the daemon's run queue does (dagster.yaml: one run per account
-    at a time): take the account's lock (other ``ads-ml`` processes), then wait until no run of the
-    account launched elsewhere (schedules, sensors, the UI) is in progress. A run of ours is in
-    progress from the moment it starts, so the queue holds the daemon's runs of the account back.
-    Runs left STARTED by a killed ``ads-ml`` process are failed on the way (they hold nothing)."""
+    at a time): take the account's lock (other ``ads-ml`` processes, and run workers, which hold it
+    for their life: :mod:`ads_ml.defs.executor`), then make sure no run of the account launched
+    elsewhere (schedules, sensors, the UI) is in progress — if one is, let the lock go (its worker
+    may be waiting for it) and try again. A run of ours is in progress from the moment it starts,
+    so the queue holds the daemon's runs of the account back. Runs left STARTED by a killed
+    ``ads-ml`` process are failed on the way (they hold nothing)."""
     timeout = settings.account_wait_seconds()
     deadline = time.monotonic() + timeout
     engine = get_engine(settings.database_url())
+    told = False
     try:
-        with account_lock(engine, account_id, timeout=timeout,
-                          waiting=lambda: log.warning(f"waiting for another ads-ml run of {account_id} to finish")):
-            told = False
-            while busy := _runs_in_progress(instance, account_id):
-                if time.monotonic() >= deadline:
-                    raise AccountBusyError(f"account {account_id} is still busy with run {busy[0].run_id} "
-                                           f"({busy[0].job_name}) after {timeout:.0f} s")
-                if not told:
-                    log.warning(f"waiting for run {busy[0].run_id} ({busy[0].job_name}) of {account_id} to finish")
-                    told = True
-                time.sleep(1.0)
-            yield
+        while True:
+            with account_lock(engine, account_id, timeout=max(deadline - time.monotonic(), 0.0),
+                              waiting=lambda: log.warning(f"waiting for another run of {account_id} to finish")):
+                busy = _runs_in_progress(instance, account_id)
+                if not busy:
+                    yield
+                    return
+            if time.monotonic() >= deadline:
+                raise AccountBusyError(f"account {account_id} is still busy with run {busy[0].run_id} "
+                                       f"({busy[0].job_name}) after {timeout:.0f} s")
+            if not told:
+                log.warning(f"waiting for run {busy[0].run_id} ({busy[0].job_name}) of {account_id} to finish")
+                told = True
+            time.sleep(1.0)
     except AccountBusyError as exc:
         raise PipelineError(f"{exc}; try again later or raise {settings.ACCOUNT_WAIT_ENV}") from exc
 

@@ -115,6 +115,37 @@ class Deployment:
         assert data["__typename"] == "LaunchRunSuccess", data
         return data["run"]["runId"]
 
+    def launch_assets(self, account: str, assets: list[str]) -> str:
+        """What the UI's "Materialize" on selected assets of one partition launches."""
+        data = self.query(
+            """mutation($p: ExecutionParams!) { launchRun(executionParams: $p) {
+                 __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message }
+                 ... on RunConfigValidationInvalid { errors { message } } } }""",
+            {"p": {
+                "selector": {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY, "jobName": "__ASSET_JOB",
+                             "assetSelection": [{"path": [a]} for a in assets]},
+                "runConfigData": {},
+                "executionMetadata": {"tags": [{"key": "dagster/partition", "value": account}]},
+            }},
+        )["launchRun"]
+        assert data["__typename"] == "LaunchRunSuccess", data
+        return data["run"]["runId"]
+
+    def terminate(self, run_id: str, force: bool = False) -> str:
+        """The run page's Terminate button; ``force``: "Force termination immediately"."""
+        data = self.query(
+            """mutation($id: String!, $p: TerminateRunPolicy) { terminateRun(runId: $id, terminatePolicy: $p) {
+                 __typename ... on TerminateRunSuccess { run { status } } ... on TerminateRunFailure { message }
+                 ... on PythonError { message } } }""",
+            {"id": run_id, "p": "MARK_AS_CANCELED_IMMEDIATELY" if force else "SAFE_TERMINATE"},
+        )["terminateRun"]
+        assert data["__typename"] == "TerminateRunSuccess", data
+        return data["run"]["status"]
+
+    def status(self, run_id: str) -> str:
+        return self.query("""query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }""",
+                          {"id": run_id})["runOrError"]["status"]
+
     def launch_backfill(self, accounts: str | list[str], assets: list[str]) -> str:
         data = self.query(
             """mutation($p: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $p) {

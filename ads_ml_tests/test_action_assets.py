@@ -58,6 +58,10 @@ adset,{adset},{END - dt.timedelta(days=3)},audience_change,,
     assert count(engine, "ml_impact_reports") == 1
     meta = dagster_instance.get_latest_materialization_event(dg.AssetKey("ad_recommendations")).asset_materialization.metadata
     assert meta["new"].value == 0 and meta["already_open"].value > 0
+    # impact_reports' latest materialisation shows the report it holds, though this run added none
+    meta = dagster_instance.get_latest_materialization_event(dg.AssetKey("impact_reports")).asset_materialization.metadata
+    assert meta["reports"].value == 1 and meta["new_in_this_run"].value == 0
+    assert sum(meta["by_verdict"].value.values()) == 1 and "budget_change" in meta["reports_table"].value
 
     # on demand, from the command line, with other windows
     assert main(["impact", "--account", "act_act", "--entity-type", "adset", "--entity-id", adset,

@@ -88,3 +88,43 @@ def transaction(engine: Engine) -> Iterator[Connection]:
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+#: PostgreSQL SQLSTATEs worth trying again: serialisation failure, deadlock, lock not available,
+#: too many connections, and the server shutting down or restarting.
+TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "55P03", "53300", "57P01", "57P02", "57P03"})
+#: SQLite's words for another writer holding the database past the busy timeout.
+SQLITE_BUSY = ("database is locked", "database is busy", "database table is locked")
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether trying the same work again later may succeed: a lost or refused database connection,
+    a serialisation failure or deadlock, a lock held past the timeout, or any error that says so
+    itself (``exc.transient``, e.g. Meta still throttling after its waits). Never an interrupt, a bug
+    or bad data. The cause chain is searched (an error raised ``from`` a transient one)."""
+    from sqlalchemy import exc as sa_exc
+
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if getattr(exc, "transient", False) is True:
+            return True
+        if isinstance(exc, sa_exc.DBAPIError):
+            if exc.connection_invalidated:
+                return True
+            state = getattr(exc.orig, "pgcode", None) or getattr(exc.orig, "sqlstate", None)
+            if state:
+                return state in TRANSIENT_SQLSTATES or state.startswith("08")
+            if isinstance(exc, sa_exc.OperationalError):
+                message = str(exc.orig).lower()
+                # psycopg2 gives no SQLSTATE for a connection lost or refused
+                return any(word in message for word in (*SQLITE_BUSY, "server closed the connection",
+                                                        "could not connect", "connection refused",
+                                                        "terminating connection", "connection timed out"))
+            return False
+        if isinstance(exc, sa_exc.TimeoutError):  # no pooled connection free in time
+            return True
+        if isinstance(exc, (ConnectionError, TimeoutError)):
+            return True
+        exc = exc.__cause__
+    return False

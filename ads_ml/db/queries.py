@@ -625,6 +625,26 @@ def reported_changes(engine: Engine, account_id: str, window_before: int, window
     return {(t, e, _as_date(d), c) for t, e, d, c in rows}
 
 
+def current_impact_reports(engine: Engine, account_id: str) -> pd.DataFrame:
+    """The account's impact reports as they stand: one row per change (entity, date, type), its
+    latest verdict (the most recent analysis; the longer after-window on a tie), the most recent
+    change first. What ``impact_reports`` holds, whatever one run added."""
+    from ads_ml.db.models import ImpactReportRow as I
+
+    columns = ["entity_type", "entity_id", "change_date", "change_type", "status", "overall_impact",
+               "metric_changes", "window_after", "analyzed_at"]
+    with engine.connect() as conn:
+        rows = conn.execute(select(*(getattr(I, c) for c in columns), I.id).where(I.account_id == account_id)).all()
+    frame = pd.DataFrame(rows, columns=[*columns, "id"])
+    if frame.empty:
+        return frame.drop(columns=["id"])
+    frame["change_date"] = frame["change_date"].map(_as_date)
+    frame = frame.sort_values(["analyzed_at", "window_after", "id"])
+    frame = frame.drop_duplicates(["entity_type", "entity_id", "change_date", "change_type"], keep="last")
+    frame = frame.sort_values(["change_date", "analyzed_at"], ascending=False).drop(columns=["id"])
+    return frame.reset_index(drop=True)
+
+
 def store_impact_reports(engine: Engine, rows: list[dict]) -> int:
     """Replace reports with the same key (entity, change, windows) in one transaction."""
     from ads_ml.db.models import ImpactReportRow as I

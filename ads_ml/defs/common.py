@@ -2,22 +2,62 @@
 
 from __future__ import annotations
 
+import functools
+import logging
+import random
+from collections.abc import Callable
+
 import dagster as dg
 import pandas as pd
 
 from ads_ml import settings
+from ads_ml.db.engine import is_transient
+
+log = logging.getLogger(__name__)
 
 OWNERS = ["team:data-engineering"]
 LEVELS = ("campaign", "adset", "ad")
 
 
-def database_retry_policy() -> dg.RetryPolicy:
-    """Every asset step reads or writes the database: a lost connection, a failover or a lock held
-    past the timeout is retried (``ADS_ML_STEP_RETRIES`` times, waits doubling from
-    ``ADS_ML_STEP_RETRY_DELAY_SECONDS``, jittered) instead of failing the run. Each attempt writes
-    in its own transaction, so a retried step never leaves half of its rows."""
-    return dg.RetryPolicy(max_retries=settings.step_retries(), delay=settings.step_retry_delay_seconds(),
-                          backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
+def retry_transient(fn: Callable) -> Callable:
+    """Retry the step only for what is transient (:func:`ads_ml.db.engine.is_transient`: a lost
+    connection, a serialisation failure or deadlock, a lock held past the timeout), at most
+    ``ADS_ML_STEP_RETRIES`` times, waits doubling from ``ADS_ML_STEP_RETRY_DELAY_SECONDS``, jittered.
+
+    Dagster's ``RetryPolicy`` retries every exception, and an interrupt too (dagster#15026): a
+    Terminate became a retry and the run went on to SUCCESS. Here an interrupt, a ``Failure``, bad
+    data or a bug fails the step at once. Each attempt writes in its own transaction, so a retried
+    step never leaves half of its rows."""
+
+    @functools.wraps(fn)
+    def step(*args, **kwargs):  # noqa: ANN202
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            raise transient_retry(exc, _retry_number(args, kwargs)) from exc
+
+    return step
+
+
+def transient_retry(exc: BaseException, retry_number: int) -> dg.RetryRequested:
+    """Dagster's retry request for a transient error, the wait doubling with each retry."""
+    delay = settings.step_retry_delay_seconds() * 2 ** retry_number * random.uniform(0.75, 1.25)
+    log.warning(f"transient error, retried in {delay:.0f} s: {exc}")
+    return dg.RetryRequested(max_retries=settings.step_retries(), seconds_to_wait=delay)
+
+
+def _retry_number(args: tuple, kwargs: dict) -> int:
+    """The step's retry number from its context (asset, input or output context), 0 if none."""
+    for value in (*args, *kwargs.values()):
+        number = getattr(value, "retry_number", None)
+        if isinstance(number, int):
+            return number
+        step_context = getattr(value, "_step_context", None)
+        if step_context is not None:
+            return int(getattr(step_context, "previous_attempt_count", 0) or 0)
+    return 0
 
 
 def markdown_table(frame: pd.DataFrame, max_rows: int = 10, decimals: int = 2) -> str:

@@ -10,6 +10,7 @@ import dagster as dg
 from ads_ml import settings
 from ads_ml.db import queries
 from ads_ml.db.model_registry import ModelArtifact, ModelNotFoundError, StoredModel
+from ads_ml.defs.common import retry_transient
 from ads_ml.defs.resources import DatabaseResource, ModelStoreResource
 from ads_ml.ml.features import FEATURE_COLUMNS
 from ads_ml.ml.forecasting import BASELINE
@@ -44,6 +45,7 @@ class ModelIOManager(dg.ConfigurableIOManager):
     database: dg.ResourceDependency[DatabaseResource]
     model_store: dg.ResourceDependency[ModelStoreResource]
 
+    @retry_transient
     def handle_output(self, context: dg.OutputContext, obj: ModelArtifact | Sequence[ModelArtifact] | None) -> None:
         if obj is None:
             context.log.info("no model to store for this partition (see the asset's metadata for why)")
@@ -66,6 +68,7 @@ class ModelIOManager(dg.ConfigurableIOManager):
         else:
             context.add_output_metadata({"models_written": len(stored)})
 
+    @retry_transient
     def load_input(self, context: dg.InputContext) -> StoredModel | dict[str, StoredModel] | None:
         upstream = context.upstream_output
         metadata = (upstream.definition_metadata or {}) if upstream is not None else {}
@@ -118,6 +121,7 @@ class DatabaseIOManager(dg.ConfigurableIOManager):
     def handle_output(self, context: dg.OutputContext, obj: object) -> None:
         return None
 
+    @retry_transient
     def load_input(self, context: dg.InputContext) -> object:
         upstream = context.upstream_output
         metadata = (upstream.definition_metadata or {}) if upstream is not None else {}

@@ -65,7 +65,12 @@ USAGE_HEADERS = ("x-business-use-case-usage", "x-ad-account-usage", "x-app-usage
 
 
 class MetaApiError(RuntimeError):
-    """A request that failed for good (after its retries), naming the request."""
+    """A request that failed for good (after its retries), naming the request. ``transient``: Meta
+    was still throttling or unreachable after every wait, so the whole sync may succeed later."""
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 class MetaAccessError(MetaApiError):
@@ -121,7 +126,7 @@ class _PacedApi(FacebookAdsApi):
                     throttled += 1
                     if throttled > self.max_throttle_retries:
                         raise MetaApiError(f"{what}: still throttled after {self.max_throttle_retries} waits "
-                                           f"(code {code}: {exc.api_error_message()})") from None
+                                           f"(code {code}: {exc.api_error_message()})", transient=True) from None
                     self._pause(what, _regain_seconds(exc.http_headers() or {}) or self.default_wait * throttled,
                                 f"throttled (code {code})")
                     continue
@@ -129,7 +134,7 @@ class _PacedApi(FacebookAdsApi):
                     transient += 1
                     if transient > self.max_transient_retries:
                         raise MetaApiError(f"{what}: failed {transient} times (HTTP {exc.http_status()}, code {code}: "
-                                           f"{exc.api_error_message()})") from None
+                                           f"{exc.api_error_message()})", transient=True) from None
                     self.stats.transient_retries += 1
                     self.sleep(self.backoff * 2 ** (transient - 1))
                     continue
@@ -137,7 +142,7 @@ class _PacedApi(FacebookAdsApi):
             except (requests.ConnectionError, requests.Timeout) as exc:
                 transient += 1
                 if transient > self.max_transient_retries:
-                    raise MetaApiError(f"{what}: {exc.__class__.__name__} {transient} times: {exc}") from None
+                    raise MetaApiError(f"{what}: {exc.__class__.__name__} {transient} times: {exc}", transient=True) from None
                 self.stats.transient_retries += 1
                 self.sleep(self.backoff * 2 ** (transient - 1))
                 continue

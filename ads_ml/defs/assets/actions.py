@@ -16,10 +16,11 @@ from ads_ml.db.queries import (
     load_change_events,
     reported_changes,
     store_impact_reports,
+    current_impact_reports,
     store_recommendations,
 )
 from ads_ml.defs.automation import on_fresh_inputs
-from ads_ml.defs.common import LEVELS, OWNERS, database_retry_policy, entity_names, markdown_table, no_data_metadata, with_names
+from ads_ml.defs.common import LEVELS, OWNERS, retry_transient, entity_names, markdown_table, no_data_metadata, with_names
 from ads_ml.defs.io_managers import stored_as
 from ads_ml.defs.partitions import ad_account_partitions
 from ads_ml.defs.resources import DatabaseResource
@@ -29,7 +30,6 @@ from ads_ml.ml.recommendations import recommend
 
 def build_recommendations_asset(level: str) -> dg.AssetsDefinition:
     @dg.asset(
-        retry_policy=database_retry_policy(),
         name=f"{level}_recommendations",
         automation_condition=on_fresh_inputs(),
         deps=[f"{level}_classifications", f"{level}_anomalies"],
@@ -47,6 +47,7 @@ def build_recommendations_asset(level: str) -> dg.AssetsDefinition:
             "when they exist. An OPEN recommendation is not issued twice; past expiry it is EXPIRED."
         ),
     )
+    @retry_transient
     def _recommendations(
         context: dg.AssetExecutionContext, features: LevelFeatures, insights: LevelInsights, database: DatabaseResource
     ) -> pd.DataFrame:
@@ -90,7 +91,6 @@ class ImpactConfig(dg.Config):
 
 
 @dg.asset(
-    retry_policy=database_retry_policy(),
     name="impact_reports",
     metadata=stored_as("table"),
     ins={f"{level}_insights": dg.AssetIn(f"{level}_insights") for level in LEVELS},
@@ -105,6 +105,7 @@ class ImpactConfig(dg.Config):
         "ml_impact_reports; produced by a sensor when a change's after-window has elapsed, and on demand."
     ),
 )
+@retry_transient
 def impact_reports(
     context: dg.AssetExecutionContext,
     config: ImpactConfig,
@@ -145,19 +146,26 @@ def impact_reports(
     store_impact_reports(engine, rows)
     frame = pd.DataFrame(rows, columns=["entity_type", "entity_id", "change_date", "change_type", "status",
                                         "overall_impact", "recommendation", "metric_changes"])
-    summary = frame.assign(
-        cpl_change_pct=[(m.get("cpl") or {}).get("pct_change") for m in frame["metric_changes"]],
-        cpl_p=[(m.get("cpl") or {}).get("p_value") for m in frame["metric_changes"]],
+    # What the asset holds now: every change's latest verdict, not only this run's (a run with no
+    # change due adds none, and must not look as if the account had no reports).
+    current = current_impact_reports(engine, account_id)
+    summary = current.assign(
+        cpl_change_pct=[((m or {}).get("cpl") or {}).get("pct_change") for m in current["metric_changes"]],
+        cpl_p=[((m or {}).get("cpl") or {}).get("p_value") for m in current["metric_changes"]],
+        after_days=current["window_after"],
     )
     names = pd.concat([entity_names(i.entities) for i in by_level.values()])
     names = names[~names.index.duplicated()]
+    context.log.info(f"{len(frame)} new report(s); the account has {len(current)} change(s) with a verdict")
     context.add_output_metadata({
         **no_data_metadata(campaign_insights.has_data, account_id),
-        "reports": len(frame),
-        "by_verdict": dg.MetadataValue.json(frame["overall_impact"].value_counts().to_dict() if len(frame) else {}),
+        "reports": len(current),
+        "new_in_this_run": len(frame),
+        "by_verdict": dg.MetadataValue.json(current["overall_impact"].value_counts().to_dict() if len(current) else {}),
         "reports_table": dg.MetadataValue.md(markdown_table(with_names(
-            summary[["entity_type", "entity_id", "change_date", "change_type", "status", "overall_impact",
-                     "cpl_change_pct", "cpl_p"]], names), max_rows=20)),
+            summary[["change_date", "entity_type", "entity_id", "change_type", "after_days", "status",
+                     "overall_impact", "cpl_change_pct", "cpl_p"]], names), max_rows=20)),
+        "reports_table_order": "latest verdict per change, most recent change first",
         "reference_date": reference.isoformat(),
     })
     return frame.drop(columns=["metric_changes"]).assign(metric_changes=frame["metric_changes"].map(str))

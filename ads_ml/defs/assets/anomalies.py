@@ -12,7 +12,7 @@ from ads_ml import settings
 from ads_ml.db.model_registry import ModelArtifact, StoredModel
 from ads_ml.db.queries import LevelInsights, account_today, latest_partial_date, load_level_insights, replace_anomalies
 from ads_ml.defs.automation import on_account_cron, on_fresh_inputs, on_fresh_inputs_at_most_every
-from ads_ml.defs.common import LEVELS, OWNERS, database_retry_policy, entity_names, markdown_table, no_data_metadata, with_names
+from ads_ml.defs.common import LEVELS, OWNERS, retry_transient, entity_names, markdown_table, no_data_metadata, with_names
 from ads_ml.defs.io_managers import model_asset_metadata, stored_as
 from ads_ml.defs.partitions import ad_account_partitions
 from ads_ml.defs.resources import DatabaseResource
@@ -29,7 +29,6 @@ class DetectionConfig(dg.Config):
 
 def build_models_asset(level: str) -> dg.AssetsDefinition:
     @dg.asset(
-        retry_policy=database_retry_policy(),
         name=f"{level}_isolation_forest_models",
         automation_condition=on_account_cron("anomaly_training"),
         ins={"insights": dg.AssetIn(f"{level}_insights")},
@@ -45,6 +44,7 @@ def build_models_asset(level: str) -> dg.AssetsDefinition:
             "contamination 0.05, 100 trees); a model file and an ml_trained_models row each."
         ),
     )
+    @retry_transient
     def _models(context: dg.AssetExecutionContext, insights: LevelInsights) -> list:
         ref = pd.Timestamp(insights.reference_date)
         forests, failed = {}, {}
@@ -91,7 +91,6 @@ def build_models_asset(level: str) -> dg.AssetsDefinition:
 
 def build_anomalies_asset(level: str) -> dg.AssetsDefinition:
     @dg.asset(
-        retry_policy=database_retry_policy(),
         name=f"{level}_anomalies",
         automation_condition=(on_fresh_inputs_at_most_every("ad_anomaly_detection") if level == "ad" else on_fresh_inputs()),
         metadata=stored_as("table", level),
@@ -107,6 +106,7 @@ def build_anomalies_asset(level: str) -> dg.AssetsDefinition:
             "Replaces the window's rows in ml_anomalies."
         ),
     )
+    @retry_transient
     def _anomalies(
         context: dg.AssetExecutionContext,
         config: DetectionConfig,

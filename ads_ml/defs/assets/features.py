@@ -5,7 +5,7 @@ import dagster as dg
 
 from ads_ml.db.queries import LevelFeatures, LevelInsights, replace_features
 from ads_ml.defs.automation import on_fresh_inputs
-from ads_ml.defs.common import LEVELS, OWNERS, database_retry_policy, entity_names, markdown_table, no_data_metadata, with_names
+from ads_ml.defs.common import LEVELS, OWNERS, retry_transient, entity_names, markdown_table, no_data_metadata, with_names
 from ads_ml.defs.io_managers import stored_as
 from ads_ml.defs.partitions import ad_account_partitions
 from ads_ml.defs.resources import DatabaseResource
@@ -16,7 +16,6 @@ PREVIEW_COLUMNS = ["spend_7d", "leads_7d", "cpl_7d", "ctr_7d", "cpl_trend_7d", "
 
 def build_features_asset(level: str) -> dg.AssetsDefinition:
     @dg.asset(
-        retry_policy=database_retry_policy(),
         name=f"{level}_features",
         automation_condition=on_fresh_inputs(),
         metadata=stored_as("features", level),
@@ -31,6 +30,7 @@ def build_features_asset(level: str) -> dg.AssetsDefinition:
             "denominator are missing. Written to ml_features, replacing the partition's rows."
         ),
     )
+    @retry_transient
     def _features(context: dg.AssetExecutionContext, insights: LevelInsights, database: DatabaseResource) -> LevelFeatures:
         features = compute_entity_features(insights.daily, insights.entities, insights.reference_date)
         written = replace_features(

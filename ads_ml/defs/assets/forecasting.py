@@ -15,7 +15,7 @@ from ads_ml.db.model_registry import safe_component, write_json_atomically
 from ads_ml.db.models import ForecastRow, ProphetParams
 from ads_ml.db.queries import EnsembleCalibration, LevelInsights, load_prophet_params, replace_calibration, replace_rows
 from ads_ml.defs.automation import after, on_account_cron
-from ads_ml.defs.common import LEVELS, OWNERS, database_retry_policy, entity_names, markdown_table, no_data_metadata, with_names
+from ads_ml.defs.common import LEVELS, OWNERS, retry_transient, entity_names, markdown_table, no_data_metadata, with_names
 from ads_ml.defs.io_managers import stored_as
 from ads_ml.defs.partitions import ad_account_partitions
 from ads_ml.defs.resources import DatabaseResource, FanoutResource, ModelStoreResource
@@ -49,7 +49,6 @@ class ProphetTuningConfig(dg.Config):
 
 def build_prophet_params_asset(level: str) -> dg.AssetsDefinition:
     @dg.asset(
-        retry_policy=database_retry_policy(),
         name=f"{level}_prophet_params",
         automation_condition=on_account_cron("prophet_tuning"),
         metadata=stored_as("table", level),
@@ -64,6 +63,7 @@ def build_prophet_params_asset(level: str) -> dg.AssetsDefinition:
             "series has zeros. Fanned out over cores / Dask. JSON file + ml_prophet_params row each."
         ),
     )
+    @retry_transient
     def _prophet_params(
         context: dg.AssetExecutionContext,
         config: ProphetTuningConfig,
@@ -140,7 +140,6 @@ def _params_for(params: dict, metric: str) -> dict:
 
 def build_ensemble_weights_asset(level: str) -> dg.AssetsDefinition:
     @dg.asset(
-        retry_policy=database_retry_policy(),
         name=f"{level}_ensemble_weights",
         automation_condition=on_account_cron("ensemble_calibration"),
         metadata=stored_as("ensemble_weights", level),
@@ -158,6 +157,7 @@ def build_ensemble_weights_asset(level: str) -> dg.AssetsDefinition:
             "weights with ≤ 21 days of history. Also the seasonal-naive baseline's error."
         ),
     )
+    @retry_transient
     def _ensemble_weights(
         context: dg.AssetExecutionContext,
         insights: LevelInsights,
@@ -210,7 +210,6 @@ def build_ensemble_weights_asset(level: str) -> dg.AssetsDefinition:
 
 def build_forecasts_asset(level: str) -> dg.AssetsDefinition:
     @dg.asset(
-        retry_policy=database_retry_policy(),
         name=f"{level}_forecasts",
         automation_condition=after(f"{level}_ensemble_weights"),
         deps=[f"{level}_prophet_params"],
@@ -228,6 +227,7 @@ def build_forecasts_asset(level: str) -> dg.AssetsDefinition:
             "baseline, each day marked with whether the ensemble beat the baseline on validation."
         ),
     )
+    @retry_transient
     def _forecasts(
         context: dg.AssetExecutionContext,
         insights: LevelInsights,

@@ -8,7 +8,7 @@ from pydantic import Field
 
 from ads_ml import settings
 from ads_ml.db.queries import LevelInsights, load_level_insights, reference_date
-from ads_ml.defs.common import LEVELS, OWNERS, database_retry_policy, entity_names, markdown_table, with_names
+from ads_ml.defs.common import LEVELS, OWNERS, retry_transient, entity_names, markdown_table, with_names
 from ads_ml.defs.io_managers import stored_as, today
 from ads_ml.defs.partitions import ad_account_partitions
 from ads_ml.defs.resources import DatabaseResource
@@ -33,7 +33,6 @@ def resolve_reference_date(config_value: str | None, database: DatabaseResource,
 
 def build_insights_asset(level: str) -> dg.AssetsDefinition:
     @dg.asset(
-        retry_policy=database_retry_policy(),
         name=f"{level}_insights",
         metadata=stored_as("insights", level),
         partitions_def=ad_account_partitions,
@@ -45,6 +44,7 @@ def build_insights_asset(level: str) -> dg.AssetsDefinition:
             f"of the last N days up to the account's reference date, with the {level}s' status and budget."
         ),
     )
+    @retry_transient
     def _insights(context: dg.AssetExecutionContext, config: InsightsConfig, database: DatabaseResource) -> LevelInsights:
         account_id = context.partition_key
         ref = resolve_reference_date(config.reference_date, database, account_id)

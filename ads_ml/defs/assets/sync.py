@@ -17,12 +17,13 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
+from ads_ml.db.engine import is_transient
 from ads_ml.defs.automation import on_meta_discovery_cron, on_meta_sync_cron
-from ads_ml.defs.common import OWNERS, markdown_table
+from ads_ml.defs.common import OWNERS, markdown_table, retry_transient
 from ads_ml.defs.partitions import ad_account_partitions
 from ads_ml.defs.resources import DatabaseResource, MetaResource
 from ads_ml.ingest.csvfile import InputFileError
-from ads_ml.ingest.meta import MetaAccessError, MetaApiError
+from ads_ml.ingest.meta import MetaApiError
 from ads_ml.ingest.sync import discover_accounts, sync_account, sync_states
 
 NOT_CONFIGURED = ("Meta sync not configured (ADS_ML_META_ACCESS_TOKEN is not set): this deployment's data "
@@ -33,9 +34,13 @@ with warnings.catch_warnings():
     SYNC_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=dt.timedelta(hours=3), warn_window=dt.timedelta(hours=2))
 
 
-def _failure(exc: Exception, what: str) -> dg.Failure:
-    """An API or data error as one line; a token or permission problem is not retried."""
-    return dg.Failure(description=f"{what}: {exc}", allow_retries=not isinstance(exc, (MetaAccessError, InputFileError)))
+def _failure(exc: Exception, what: str) -> Exception:
+    """An API or data error as one line: a token or permission problem, or an answer that could be
+    stored wrongly, fails the step. What is transient (Meta still throttling or unreachable after
+    every wait) is left to :func:`retry_transient`."""
+    if is_transient(exc):
+        return exc
+    return dg.Failure(description=f"{what}: {exc}", allow_retries=False)
 
 
 @dg.asset(
@@ -44,11 +49,11 @@ def _failure(exc: Exception, what: str) -> dg.Failure:
     kinds={"facebook", "sql"},
     owners=OWNERS,
     automation_condition=on_meta_discovery_cron("meta_discovery"),
-    retry_policy=dg.RetryPolicy(max_retries=2, delay=30, backoff=dg.Backoff.EXPONENTIAL),
     description="The ad accounts the Meta token reads (or ADS_ML_META_ACCOUNT_IDS), with name, timezone, currency "
     "and status, in ad_accounts: new ones become partitions, disabled or closed ones (and those the token no longer "
     "reads) are retired.",
 )
+@retry_transient
 def meta_ad_accounts(context: dg.AssetExecutionContext, database: DatabaseResource, meta: MetaResource) -> dg.MaterializeResult:
     if not meta.configured:
         context.log.info(NOT_CONFIGURED)
@@ -83,12 +88,12 @@ class SyncConfig(dg.Config):
     partitions_def=ad_account_partitions,
     automation_condition=on_meta_sync_cron("meta_sync"),
     freshness_policy=SYNC_FRESHNESS,
-    retry_policy=dg.RetryPolicy(max_retries=2, delay=60, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS),
     description="Pulls the account's campaigns, adsets and ads, its ad-level daily insights (yesterday and today "
     "hourly, the last 28 days once a day: Meta revises attributed results) and its activity log (budget, status, "
     "targeting and creative changes as change events) from the Meta Marketing API, and writes them through the "
     "importer's validation and upsert path in one transaction. Today's rows are marked partial.",
 )
+@retry_transient
 def meta_sync(context: dg.AssetExecutionContext, config: SyncConfig, database: DatabaseResource,
               meta: MetaResource) -> dg.MaterializeResult:
     account_id = context.partition_key

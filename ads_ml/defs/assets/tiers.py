@@ -19,7 +19,7 @@ from ads_ml.db.queries import (
     replace_classifications,
 )
 from ads_ml.defs.automation import on_account_cron
-from ads_ml.defs.common import LEVELS, OWNERS, database_retry_policy, entity_names, markdown_table, no_data_metadata, with_names
+from ads_ml.defs.common import LEVELS, OWNERS, retry_transient, entity_names, markdown_table, no_data_metadata, with_names
 from ads_ml.defs.io_managers import model_asset_metadata, stored_as
 from ads_ml.defs.partitions import ad_account_partitions
 from ads_ml.defs.resources import DatabaseResource
@@ -80,7 +80,6 @@ def _artifact(name: str, level: str, result: TierTrainingResult, columns: tuple[
 
 def build_tier_classifier_asset(level: str) -> dg.AssetsDefinition:
     @dg.asset(
-        retry_policy=database_retry_policy(),
         name=f"{level}_tier_classifier",
         automation_condition=on_account_cron("tier_training"),
         ins={"insights": dg.AssetIn(f"{level}_insights")},
@@ -96,6 +95,7 @@ def build_tier_classifier_asset(level: str) -> dg.AssetsDefinition:
             "probabilities. Fewer than 30 labelled samples: no model, and the metadata says why."
         ),
     )
+    @retry_transient
     def _tier_classifier(
         context: dg.AssetExecutionContext, insights: LevelInsights, database: DatabaseResource
     ) -> Optional[ModelArtifact]:
@@ -112,7 +112,6 @@ def build_tier_classifier_asset(level: str) -> dg.AssetsDefinition:
 
 
 @dg.asset(
-    retry_policy=database_retry_policy(),
     name="transfer_classifier",
     automation_condition=on_account_cron("transfer_training"),
     ins={"insights": dg.AssetIn("campaign_insights")},
@@ -128,6 +127,7 @@ def build_tier_classifier_asset(level: str) -> dg.AssetsDefinition:
         "least 10 campaigns."
     ),
 )
+@retry_transient
 def transfer_classifier(
     context: dg.AssetExecutionContext, insights: LevelInsights, database: DatabaseResource
 ) -> Optional[ModelArtifact]:
@@ -148,7 +148,6 @@ def transfer_classifier(
 
 def build_classifications_asset(level: str) -> dg.AssetsDefinition:
     @dg.asset(
-        retry_policy=database_retry_policy(),
         name=f"{level}_classifications",
         automation_condition=on_account_cron(f"{level}_classification"),
         metadata=stored_as("table", level),
@@ -168,6 +167,7 @@ def build_classifications_asset(level: str) -> dg.AssetsDefinition:
             "without a model. Written to ml_classifications for the reference date."
         ),
     )
+    @retry_transient
     def _classifications(
         context: dg.AssetExecutionContext,
         features: LevelFeatures,
