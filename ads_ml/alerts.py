@@ -52,13 +52,12 @@ from ads_ml.db.models import (
     utcnow,
 )
 from ads_ml.db.upsert import insert_for
+from ads_ml.ml.metrics import format_value
 
 log = logging.getLogger(__name__)
 
 SEVERITIES = ("low", "medium", "high", "critical")
 KINDS = ("anomaly", "recommendation", "impact", "digest")
-MONEY_METRICS = ("spend", "cpl", "cpc", "cpm")
-PERCENT_METRICS = ("ctr",)
 
 
 def _env_urls() -> list[str]:
@@ -184,13 +183,7 @@ class AccountView:
         return f'{level} "{name}" ({entity_id})' if name else f"{level} {entity_id}"
 
     def value(self, metric: str, value) -> str:  # noqa: ANN001
-        if value is None or (isinstance(value, float) and pd.isna(value)):
-            return "—"
-        if metric in MONEY_METRICS:
-            return f"{value:,.2f} {self.currency}".strip()
-        if metric in PERCENT_METRICS:
-            return f"{value:.2f} %"
-        return f"{value:,.2f}" if isinstance(value, float) and not float(value).is_integer() else f"{value:,.0f}"
+        return format_value(metric, value, self.currency)
 
     def link(self, asset: str) -> str:
         base = os.environ.get(settings.UI_URL_ENV, "").strip().rstrip("/")

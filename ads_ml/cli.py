@@ -176,14 +176,14 @@ def _demo(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         insights_csv = Path(tmp) / "demo_insights.csv"
         changes_csv = Path(tmp) / "demo_changes.csv"
-        account.insights.to_csv(insights_csv, index=False)
-        account.changes.to_csv(changes_csv, index=False)
+        account.write_export(insights_csv, changes_csv)
         print(import_insights(engine, insights_csv, args.account).summary())
         print(f"{import_changes(engine, changes_csv, args.account)} change events imported")
     result = materialize_account(args.account)
     print(f"run {result.run_id} succeeded: {len(result.get_asset_materialization_events())} materialisations")
     _print_report(args.account)
-    print("open the UI with: dagster dev   (in the repository root)")
+    print("open the UI with: .venv/bin/dg dev   (in the repository root)\n"
+          "try an import:    .venv/bin/ads-ml import insights examples/sample_insights.csv --account act_sample")
     return 0
 
 def _meta():  # noqa: ANN202
@@ -327,6 +327,7 @@ def _report(args: argparse.Namespace) -> int:
 def _print_report(account_id: str) -> None:
     from ads_ml.db.engine import get_engine
     from ads_ml.db.queries import (
+        account_currency,
         account_exists,
         actions_summary,
         forecast_and_anomaly_summary,
@@ -339,7 +340,11 @@ def _print_report(account_id: str) -> None:
     engine = get_engine()
     if not account_exists(engine, account_id):
         raise LookupError(f"account {account_id} not found: import insights into it first")
-    print(f"account {account_id} — reference date {reference_date(engine, account_id) or 'none (no insights)'}")
+    from ads_ml.ml.metrics import format_value
+
+    currency = account_currency(engine, account_id)
+    print(f"account {account_id} — reference date {reference_date(engine, account_id) or 'none (no insights)'}"
+          f"; amounts in {currency or 'the account currency (not recorded)'}")
     for level in settings.ENTITY_TYPES:
         features = load_features(engine, account_id, level)
         if features.empty:
@@ -348,10 +353,9 @@ def _print_report(account_id: str) -> None:
         active = int(features["is_active"].sum())
         spend = features["spend_7d"].sum()
         leads = features["leads_7d"].sum()
-        cpl = f"{spend / leads:.2f}" if leads else "—"
         print(
-            f"  {level}s: {len(features)} ({active} active); last 7 days spend {spend:,.2f}, "
-            f"leads {leads:,.0f}, CPL {cpl}"
+            f"  {level}s: {len(features)} ({active} active); last 7 days spend {format_value('spend', spend, currency)}, "
+            f"leads {leads:,.0f}, CPL {format_value('cpl', spend / leads if leads else None, currency)}"
         )
         tiers = latest_classifications(engine, account_id, level)
         if not tiers.empty:

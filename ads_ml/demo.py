@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -30,6 +31,12 @@ class DemoAccount:
     anomalies: pd.DataFrame  # what was injected: level, entity_id, date, metric, kind
     ads: pd.DataFrame  # one row per ad with its hidden parameters
     notes: list[str] = field(default_factory=list)
+
+    def write_export(self, insights_path: Path, changes_path: Path, currency: str = "BRL") -> None:
+        """The account as files to import: the insights with Ads Manager's "Amount spent (BRL)" header
+        (so the account's currency is recorded) and the change events."""
+        self.insights.rename(columns={"spend": f"Amount spent ({currency})"}).to_csv(insights_path, index=False)
+        self.changes.to_csv(changes_path, index=False)
 
 
 def generate_account(

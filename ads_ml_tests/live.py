@@ -142,6 +142,16 @@ class Deployment:
         assert data["__typename"] == "TerminateRunSuccess", data
         return data["run"]["status"]
 
+    def add_partition(self, key: str, partitions: str = "ad_account") -> None:
+        """The asset page's "Add partition"."""
+        data = self.query(
+            """mutation($r: RepositorySelector!, $p: String!, $k: String!) {
+                 addDynamicPartition(repositorySelector: $r, partitionsDefName: $p, partitionKey: $k) {
+                 __typename ... on PythonError { message } ... on UnauthorizedError { message } } }""",
+            {"r": {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY}, "p": partitions, "k": key},
+        )["addDynamicPartition"]
+        assert data["__typename"] == "AddDynamicPartitionSuccess", data
+
     def status(self, run_id: str) -> str:
         return self.query("""query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }""",
                           {"id": run_id})["runOrError"]["status"]

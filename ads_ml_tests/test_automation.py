@@ -8,6 +8,8 @@ import datetime as dt
 
 import dagster as dg
 import pytest
+
+from ads_ml import settings
 import sqlalchemy as sa
 
 from ads_ml.db.models import AdAccount, utcnow
@@ -27,8 +29,11 @@ def _parents(name: str) -> set[str]:
 @pytest.mark.parametrize("level", LEVELS)
 def test_the_graph_declares_what_each_asset_reads(level):
     assert {f"{level}_classifications", f"{level}_anomalies", f"{level}_features"} <= _parents(f"{level}_recommendations")
-    assert {f"{level}_prophet_params", f"{level}_ensemble_weights"} <= _parents(f"{level}_forecasts")
-    assert f"{level}_prophet_params" in _parents(f"{level}_ensemble_weights")
+    assert f"{level}_ensemble_weights" in _parents(f"{level}_forecasts")
+    # the tuned Prophet parameters feed a level only where its ensemble has Prophet (not ads, by default)
+    feeds = "prophet" in settings.forecast_methods(level)
+    assert (f"{level}_prophet_params" in _parents(f"{level}_forecasts")) == feeds == (level != "ad")
+    assert (f"{level}_prophet_params" in _parents(f"{level}_ensemble_weights")) == feeds
     # detection and classification jobs read the stored insights instead of re-reading them
     for job in (f"{level}_anomaly_detection", f"{level}_classification"):
         selected = {k.to_user_string() for k in defs.resolve_job_def(job).asset_layer.executable_asset_keys}

@@ -49,6 +49,7 @@ def test_demo_then_materialize_and_report(app_env, engine, capsys):
     assert main(["report", "--account", "act_demo"]) == 0
     out = capsys.readouterr().out
     assert "campaigns: 2 (2 active)" in out
+    assert "amounts in BRL" in out and re.search(r"spend [\d,]+\.\d\d BRL", out)  # money with its currency
     assert re.search(r"(Campaign|Adset|Ad) \d+ \(238\d+\)", out)  # entities by name beside their id
     assert main(["report", "--account", "act_missing"]) == 1
     assert "account act_missing not found" in capsys.readouterr().err
@@ -69,6 +70,18 @@ def test_demo_then_materialize_and_report(app_env, engine, capsys):
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("ads-ml: error: run ") and f"{level}_classifications: " in err
     assert f"model file {path}" in err and "does not match its checksum" in err
+
+
+def test_the_sample_export_in_readme_imports(app_env, engine, capsys):
+    """README's first step after the demo: `ads-ml import` on the sample export shipped in examples/."""
+    from ads_ml_tests.conftest import REPO_ROOT
+
+    examples = REPO_ROOT / "examples"
+    assert main(["import", "insights", str(examples / "sample_insights.csv"), "--account", "act_sample"]) == 0
+    assert main(["import", "changes", str(examples / "sample_changes.csv"), "--account", "act_sample"]) == 0
+    out = capsys.readouterr().out
+    assert "227 ad-day rows" in out and "into act_sample" in out
+    assert count(engine, "change_events", "account_id = 'act_sample'") == 2
 
 
 def test_console_script_is_installed(app_env, tmp_path):

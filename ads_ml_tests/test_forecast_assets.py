@@ -42,7 +42,11 @@ def test_tuning_weights_and_forecasts(dagster_instance, engine, account):
     assert materialize_account("act_fc", LEVEL_ASSETS, instance=dagster_instance).success
 
     params = _rows(engine, "select * from ml_prophet_params")
-    assert set(params["metric"]) == {"cpl", "leads"} and set(params["entity_type"]) == {"campaign", "adset", "ad"}
+    # tuned only where the level's ensemble has Prophet (not at ad level by default)
+    with_prophet = {level for level in ("campaign", "adset", "ad") if "prophet" in settings.forecast_methods(level)}
+    assert set(params["metric"]) == {"cpl", "leads"} and set(params["entity_type"]) == with_prophet == {"campaign", "adset"}
+    skipped = dagster_instance.get_latest_materialization_event(dg.AssetKey("ad_prophet_params")).asset_materialization.metadata
+    assert skipped["skipped"].value is True and "has no Prophet member" in skipped["note"].value
     assert params["changepoint_prior_scale"].isin([0.01, 0.05, 0.1]).all()
     assert params["seasonality_prior_scale"].isin([0.1, 1.0, 10.0]).all()
     leads = params.loc[params["metric"] == "leads"]

@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from ads_ml_tests.live import TERMINAL, Deployment
-from ads_ml_tests.test_live_deployment import WITH_DATA, _failures, _import_account, deployment  # noqa: F401
+from ads_ml_tests.test_live_deployment import SENSORS, WITH_DATA, _failures, _import_account, deployment  # noqa: F401
 
 pytestmark = pytest.mark.slow
 
@@ -61,7 +61,7 @@ def _terminate_mid_step(live: Deployment, force: bool) -> tuple[str, float, int]
             elif kind in (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE):
                 done.add(event.dagster_event.step_key)
         # past the insights, in a step that works for a while (the features and models of a level)
-        return next((step for step in started - done if not step.endswith("_insights")), None)
+        return next((step for step in started - done if "_insights" not in step), None)
 
     step = live.wait_for(running_step, "a step past the insights to start", timeout=300)
     worker = next(e.dagster_event.pid for e in _events(live, run_id)
@@ -76,6 +76,8 @@ def _terminate_mid_step(live: Deployment, force: bool) -> tuple[str, float, int]
 
 def test_terminate_stops_the_run_and_the_account_runs_again(deployment: Deployment, tmp_path: Path):
     live = deployment
+    for sensor in SENSORS:  # nothing but the operator launches runs here
+        live.stop_sensor(sensor)
     _import_account(live.engine, tmp_path)
     live.instance.add_dynamic_partitions("ad_account", [WITH_DATA])
 
@@ -103,3 +105,22 @@ def test_terminate_stops_the_run_and_the_account_runs_again(deployment: Deployme
     materialised = {e.dagster_event.asset_key.to_user_string() for e in _events(live, rerun)
                     if e.dagster_event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION}
     assert set(ACCOUNT_ASSETS) <= materialised
+
+
+def test_a_partition_added_in_the_ui_registers_its_account(deployment: Deployment):
+    """"Add partition" on an asset page: the account is registered (and, Meta configured, synced),
+    never removed by the partitions sensor a minute later."""
+    live = deployment
+    for sensor in SENSORS:
+        live.stop_sensor(sensor)
+    assert live.start_sensor("ad_account_partitions_sensor") == "RUNNING"
+    live.add_partition("act_9999")
+
+    def registered() -> bool:
+        with live.engine.connect() as conn:
+            return conn.execute(sa.text("select count(*) from ad_accounts a join meta_sync_state s "
+                                        "on s.account_id = a.id where a.id = 'act_9999' and a.is_active")).scalar_one() == 1
+
+    live.wait_for(registered, "the partitions sensor to register act_9999", timeout=120)
+    time.sleep(12)  # two more ticks of the sensor (5 s interval here)
+    assert "act_9999" in live.instance.get_dynamic_partitions("ad_account")

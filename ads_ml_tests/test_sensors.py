@@ -10,14 +10,15 @@ import sqlalchemy as sa
 from ads_ml.db.engine import begin_write
 from ads_ml.db.models import AdAccount
 from ads_ml.db.queries import record_import_batch
-from ads_ml.defs.resources import DatabaseResource
+from ads_ml.defs.resources import DatabaseResource, MetaResource
 from ads_ml.defs.sensors import ad_account_partitions_sensor, new_insights_sensor
 from ads_ml.ingest.insights import import_insights
 from ads_ml_tests.helpers import CANONICAL, write_csv
 
 
-def _context(instance, db_url, cursor=None):
-    return dg.build_sensor_context(instance=instance, cursor=cursor, resources={"database": DatabaseResource(url=db_url)})
+def _context(instance, db_url, cursor=None, meta_token=None):
+    return dg.build_sensor_context(instance=instance, cursor=cursor, resources={
+        "database": DatabaseResource(url=db_url), "meta": MetaResource(access_token=meta_token)})
 
 
 def _apply(instance, result: dg.SensorResult) -> None:
@@ -32,21 +33,45 @@ def _apply(instance, result: dg.SensorResult) -> None:
 def test_partitions_follow_active_accounts(dagster_instance, engine, db_url, tmp_path):
     import_insights(engine, write_csv(tmp_path / "a.csv", CANONICAL), "act_alpha")
     import_insights(engine, write_csv(tmp_path / "b.csv", CANONICAL), "act_beta")
-    dagster_instance.add_dynamic_partitions("ad_account", ["act_beta", "act_gone"])
+    import_insights(engine, write_csv(tmp_path / "c.csv", CANONICAL), "act_gone")
+    first = ad_account_partitions_sensor(_context(dagster_instance, db_url))
+    _apply(dagster_instance, first)
+    assert dagster_instance.get_dynamic_partitions("ad_account") == ["act_alpha", "act_beta", "act_gone"]
+    assert "added act_alpha, act_beta, act_gone" in first.skip_reason.skip_message
+
+    # act_beta deactivated, act_gone deleted, act_9999 added in the UI: the partition of an account
+    # nobody ever had is registered as an ad account, not removed
+    dagster_instance.add_dynamic_partitions("ad_account", ["act_9999"])
     with engine.begin() as conn:
         conn.execute(sa.update(AdAccount).where(AdAccount.id == "act_beta").values(is_active=False))
-
-    result = ad_account_partitions_sensor(_context(dagster_instance, db_url))
+        for table in ("daily_insights", "ads", "adsets", "campaigns", "import_batches", "ad_accounts"):
+            conn.execute(sa.text(f"delete from {table} where {'id' if table == 'ad_accounts' else 'account_id'} = 'act_gone'"))
+    result = ad_account_partitions_sensor(_context(dagster_instance, db_url, first.cursor))
     requests = {type(r).__name__: sorted(r.partition_keys) for r in result.dynamic_partitions_requests}
-    assert requests == {
-        "AddDynamicPartitionsRequest": ["act_alpha"],
-        "DeleteDynamicPartitionsRequest": ["act_beta", "act_gone"],
-    }
+    assert requests == {"DeleteDynamicPartitionsRequest": ["act_beta", "act_gone"]}
+    message = result.skip_reason.skip_message
+    assert "registered act_9999 (partitions added in the UI)" in message and "import their insights" in message
+    assert "removed act_beta (deactivated)" in message and "removed act_gone (deleted from ad_accounts)" in message
     _apply(dagster_instance, result)
-    assert dagster_instance.get_dynamic_partitions("ad_account") == ["act_alpha"]
+    assert sorted(dagster_instance.get_dynamic_partitions("ad_account")) == ["act_9999", "act_alpha"]
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(AdAccount.name, AdAccount.is_active).where(AdAccount.id == "act_9999")).one()
+        assert tuple(row) == ("act_9999", True)
+        assert conn.execute(sa.text("select count(*) from meta_sync_state")).scalar_one() == 0  # Meta not configured
 
-    again = ad_account_partitions_sensor(_context(dagster_instance, db_url))
-    assert not again.dynamic_partitions_requests and again.skip_reason is not None
+    again = ad_account_partitions_sensor(_context(dagster_instance, db_url, result.cursor))
+    assert not again.dynamic_partitions_requests and again.skip_reason.skip_message == "2 account partitions up to date"
+
+
+def test_a_partition_added_in_the_ui_is_synced_from_meta_when_configured(dagster_instance, engine, db_url):
+    from ads_ml.ingest.sync import meta_synced_accounts
+
+    dagster_instance.add_dynamic_partitions("ad_account", ["act_4242", "not an id!"])
+    result = ad_account_partitions_sensor(_context(dagster_instance, db_url, meta_token="token"))
+    assert not result.dynamic_partitions_requests
+    assert "registered act_4242 (partitions added in the UI) as ad accounts, synced from Meta" in result.skip_reason.skip_message
+    assert "kept not an id! unregistered" in result.skip_reason.skip_message
+    assert meta_synced_accounts(engine) == {"act_4242"}
 
 
 def test_new_insight_rows_request_a_refresh_of_that_account_only(dagster_instance, engine, db_url, tmp_path):
@@ -135,3 +160,19 @@ def test_a_cursor_from_before_import_batches_starts_from_the_batches_there_are(d
     import_insights(engine, write_csv(tmp_path / "a.csv", CANONICAL), "act_old")
     result = new_insights_sensor(_context(dagster_instance, db_url, "2026-11-20T10:00:00+00:00"))
     assert [r.partition_key for r in result.run_requests] == ["act_old"]
+
+
+def test_first_start_does_not_refresh_what_the_insights_already_reflect(dagster_instance, engine, db_url, tmp_path):
+    """`ads-ml demo` imports and runs the pipeline; the daemon's first tick then finds the import,
+    whose data every insights asset already read: no run. A later import is refreshed as always."""
+    from ads_ml.runner import materialize_account
+
+    import_insights(engine, write_csv(tmp_path / "a.csv", CANONICAL), "act_first")
+    assert materialize_account("act_first", ["campaign_insights", "adset_insights", "ad_insights"],
+                               instance=dagster_instance).success
+    first = new_insights_sensor(_context(dagster_instance, db_url))
+    assert not first.run_requests and "already reflect their latest import" in first.skip_reason.skip_message
+    corrected = CANONICAL.replace("1200,900,25,12.0,3,2", "1200,900,25,13.0,3,2")
+    import_insights(engine, write_csv(tmp_path / "fix.csv", corrected), "act_first")
+    later = new_insights_sensor(_context(dagster_instance, db_url, first.cursor))
+    assert [r.partition_key for r in later.run_requests] == ["act_first"]

@@ -16,6 +16,7 @@ from ads_ml.ml.tiers import (
     TierClassifier,
     build_training_set,
     classify_entities,
+    method_reasons,
     expected_calibration_error,
     expected_cost,
     rule_tiers,
@@ -155,6 +156,7 @@ def test_transfer_model_classifies_young_entities_with_a_penalty():
     daily, entities, _truth = known_tier_account(per_group=8)
     training = build_training_set(daily, entities, REF)
     transfer = train_tier_classifier(training, feature_columns=TRANSFER_FEATURE_COLUMNS).model
+    transfer.beats_rules_ = True
     features = compute_entity_features(daily, entities, REF)
     young = features.index[:3]
     features.loc[young, "age_days"] = 5.0
@@ -162,13 +164,38 @@ def test_transfer_model_classifies_young_entities_with_a_penalty():
     assert (classified.loc[young, "method"] == "transfer").all() and classified.loc[young, "is_transfer"].all()
     expected = transfer.predict_proba(features.loc[young]).max(axis=1) * 0.85
     np.testing.assert_allclose(classified.loc[young, "confidence"].to_numpy(dtype=float), expected)
-    # entities with history and no own model also fall back to the transfer model
-    assert (classified["method"] == "transfer").all()
+    # entities with history of their own never go to the transfer model: without a level classifier, rule tiers
+    older = classified.index.difference(young)
+    assert (classified.loc[older, "method"] == "rules").all()
+    assert (classified.loc[older, "tier"] == classified.loc[older, "rule_tier"]).all()
+    reasons = method_reasons(classified, features, None, transfer)
+    assert reasons["transfer"]["entities"] == 3
+    assert sum(r["entities"] for r in reasons.values()) == len(classified)
+    assert "no level's classifier was trained" in reasons["rules (history)"]["why"]
     # with an own model (one that passed its check against the rules), only the young ones are transferred
     own = train_tier_classifier(training).model
     own.beats_rules_ = True
     mixed = classify_entities(features, own, transfer)
     assert set(mixed.loc[mixed["is_transfer"]].index) == set(young)
+    assert (mixed.loc[older, "method"] == "model").all()
+
+
+def test_a_transfer_model_that_lost_to_the_rules_tiers_nothing():
+    daily, entities, _truth = known_tier_account(per_group=8)
+    training = build_training_set(daily, entities, REF)
+    transfer = train_tier_classifier(training, feature_columns=TRANSFER_FEATURE_COLUMNS).model
+    transfer.beats_rules_ = False
+    own = train_tier_classifier(training).model
+    own.beats_rules_ = False
+    features = compute_entity_features(daily, entities, REF)
+    features.loc[features.index[:3], "age_days"] = 5.0
+    classified = classify_entities(features, own, transfer)
+    assert (classified["method"] == "rules").all()
+    pd.testing.assert_series_equal(classified["tier"], classified["rule_tier"], check_names=False)
+    reasons = method_reasons(classified, features, own, transfer)
+    assert set(reasons) <= {"rules (history)", "rules (young)", "insufficient data"}
+    assert "transfer model did not beat the rule tiers" in reasons["rules (young)"]["why"]
+    assert "level's classifier did not beat the rule tiers" in reasons["rules (history)"]["why"]
 
 
 def test_too_few_samples_is_insufficient_data_not_an_exception():

@@ -13,6 +13,7 @@ from sqlalchemy import Engine, delete, func, literal, select, text
 
 from ads_ml.db.jsonsafe import to_jsonable
 from ads_ml.db.upsert import insert_for
+from ads_ml.ml.metrics import format_value
 from ads_ml.db.models import (
     ENTITY_MODELS,
     AdAccount,
@@ -119,6 +120,13 @@ def account_today(engine: Engine, account_id: str, now: dt.datetime | None = Non
     complete yet."""
     zone = ZoneInfo(account_timezones(engine, [account_id])[account_id])
     return (now or dt.datetime.now(dt.timezone.utc)).astimezone(zone).date()
+
+
+def account_currency(engine: Engine, account_id: str) -> str | None:
+    """The account's currency code (ISO 4217, e.g. BRL), None when it is not known."""
+    with engine.connect() as conn:
+        value = conn.execute(select(AdAccount.currency).where(AdAccount.id == account_id)).scalar_one_or_none()
+    return value.strip().upper() if isinstance(value, str) and value.strip() else None
 
 
 def account_exists(engine: Engine, account_id: str) -> bool:
@@ -289,6 +297,12 @@ def load_calibration(engine: Engine, account_id: str, entity_type: str, baseline
     return EnsembleCalibration(ref, by_metric, error_metric, pooled, validation)
 
 
+def account_states(engine: Engine) -> dict[str, bool]:
+    """Every ad account: id -> is_active."""
+    with engine.connect() as conn:
+        return {r.id: bool(r.is_active) for r in conn.execute(select(AdAccount.id, AdAccount.is_active).order_by(AdAccount.id))}
+
+
 def active_account_ids(engine: Engine) -> list[str]:
     with engine.connect() as conn:
         return [
@@ -335,13 +349,24 @@ def import_batches_after(engine: Engine, cursor: int, kinds: Iterable[str]) -> t
     return frame, int(horizon)
 
 
+def latest_import_batch(engine: Engine, account_id: str) -> int | None:
+    """The newest committed insights import (or deletion) batch of the account: read before the
+    insights, a materialisation reflects every batch up to it."""
+    from ads_ml.db.models import ImportBatch as B
+
+    with engine.connect() as conn:
+        return conn.execute(select(func.max(B.id)).where(B.account_id == account_id,
+                                                         B.kind.in_(["insights", "delete"]))).scalar_one_or_none()
+
+
 def change_events_of_batches(engine: Engine, batch_ids: Iterable[int]) -> pd.DataFrame:
     """The change events first written by the given import batches."""
     from ads_ml.db.models import ChangeEvent as C
 
     ids = sorted({int(i) for i in batch_ids})
     with engine.connect() as conn:
-        frame = pd.read_sql(select(C.id, C.account_id, C.change_date).where(C.import_batch_id.in_(ids)).order_by(C.id), conn)
+        frame = pd.read_sql(select(C.id, C.account_id, C.entity_type, C.entity_id, C.change_date, C.change_type)
+                            .where(C.import_batch_id.in_(ids)).order_by(C.id), conn)
     frame["change_date"] = pd.to_datetime(frame["change_date"]).dt.date
     return frame
 
@@ -538,7 +563,9 @@ def forecast_and_anomaly_summary(engine: Engine, account_id: str, entity_type: s
         ).all()) if latest else {}
     parts = []
     if totals:
-        parts.append(f"next 7 days (sum of entity forecasts): spend {totals.get('spend', 0):,.0f}, leads {totals.get('leads', 0):,.0f}")
+        currency = account_currency(engine, account_id)
+        parts.append(f"next 7 days (sum of entity forecasts): spend {format_value('spend', totals.get('spend', 0.0), currency)}, "
+                     f"leads {totals.get('leads', 0):,.0f}")
     if latest:
         counts = ", ".join(f"{k} {v}" for k, v in sorted(severities.items()))
         parts.append(f"anomalies on {latest}: {counts}")
@@ -717,8 +744,8 @@ def top_findings(engine: Engine, account_id: str, entity_type: str, limit: int =
     lines = []
     for r in sorted(recs, key=lambda r: (priority.get(r.priority, 9), r.entity_id))[:limit]:
         lines.append(f"{r.recommendation_type} [{r.priority}] {label(r.entity_id)}: {r.reason}")
+    currency = account_currency(engine, account_id)
     for a in sorted(anomalies, key=lambda a: (severity.get(a.severity, 9), a.entity_id))[:limit]:
-        expected = "—" if a.expected_value is None else f"{a.expected_value:,.2f}"
-        lines.append(f"anomaly [{a.severity}] {label(a.entity_id)}: {a.metric} {a.observed_value:,.2f} "
-                     f"(expected {expected}) on {latest}")
+        lines.append(f"anomaly [{a.severity}] {label(a.entity_id)}: {a.metric} {format_value(a.metric, a.observed_value, currency)} "
+                     f"(expected {format_value(a.metric, a.expected_value, currency)}) on {latest}")
     return lines

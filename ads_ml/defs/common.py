@@ -12,6 +12,7 @@ import pandas as pd
 
 from ads_ml import settings
 from ads_ml.db.engine import is_transient
+from ads_ml.ml.metrics import unit_columns
 
 log = logging.getLogger(__name__)
 
@@ -60,11 +61,14 @@ def _retry_number(args: tuple, kwargs: dict) -> int:
     return 0
 
 
-def markdown_table(frame: pd.DataFrame, max_rows: int = 10, decimals: int = 2) -> str:
+def markdown_table(frame: pd.DataFrame, max_rows: int = 10, decimals: int = 2, currency: str | None = None) -> str:
     """A Markdown preview of the first rows: floats rounded, missing values shown as '—', ids kept
-    as written (never parsed as numbers)."""
+    as written (never parsed as numbers); money columns named with the account's ``currency``
+    (``spend_7d (BRL)``), CTR columns with %. A meaningful index (entity ids, dates) becomes
+    columns; a plain row number (left by sorting or filtering) is dropped."""
     if frame.empty:
         return "_no rows_"
+    frame = unit_columns(frame, currency)
 
     def cell(value: object) -> str:
         if value is None or (isinstance(value, float) and pd.isna(value)):
@@ -77,7 +81,7 @@ def markdown_table(frame: pd.DataFrame, max_rows: int = 10, decimals: int = 2) -
 
     shown = frame.head(max_rows)
     if not isinstance(shown.index, pd.RangeIndex):
-        shown = shown.reset_index()
+        shown = shown.reset_index(drop=all(name is None for name in shown.index.names))
     return shown.map(cell).to_markdown(index=False, disable_numparse=True)
 
 

@@ -8,14 +8,17 @@ import dagster as dg
 from ads_ml import settings
 from ads_ml.db.migrate import SchemaError
 from ads_ml.db.queries import (
+    account_states,
     active_account_ids,
     change_events_of_batches,
     import_batches_after,
     reference_date,
+    reported_changes,
 )
 from ads_ml.defs.jobs import insights_refresh_job, impact_job
 from ads_ml.defs.partitions import AD_ACCOUNT_PARTITIONS_NAME, ad_account_partitions
-from ads_ml.defs.resources import DatabaseResource
+from ads_ml.defs.resources import DatabaseResource, MetaResource
+from ads_ml.ingest.sync import register_accounts
 from ads_ml.runner import fail_dead_cli_runs
 
 
@@ -32,25 +35,64 @@ def _engine_or_reason(database: DatabaseResource):  # noqa: ANN202
     name="ad_account_partitions_sensor",
     minimum_interval_seconds=settings.sensor_interval_seconds(60),
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Adds a partition for every active ad account and removes deactivated ones.",
+    description="Keeps the ad_account partitions and the ad_accounts table in step: a partition for every "
+    "active ad account; a partition added in the UI registers its ad account (synced from Meta when the sync "
+    "is configured); a partition is removed only when its account is deactivated or deleted. The tick names "
+    "what it added, registered and removed, and why.",
 )
-def ad_account_partitions_sensor(context: dg.SensorEvaluationContext, database: DatabaseResource) -> dg.SensorResult:
+def ad_account_partitions_sensor(context: dg.SensorEvaluationContext, database: DatabaseResource,
+                                 meta: MetaResource) -> dg.SensorResult:
     engine, why_not = _engine_or_reason(database)
     if engine is None:
         return dg.SensorResult(skip_reason=dg.SkipReason(why_not))
-    active = set(active_account_ids(engine))
+    accounts = account_states(engine)  # id -> is_active
+    try:
+        known = set(json.loads(context.cursor or "{}").get("known", accounts))
+    except (ValueError, AttributeError):
+        known = set(accounts)
     existing = set(context.instance.get_dynamic_partitions(AD_ACCOUNT_PARTITIONS_NAME))
-    to_add = sorted(active - existing)
-    to_remove = sorted(existing - active)
+    deleted = sorted(a for a in existing if a not in accounts and a in known)
+    from_ui = sorted(a for a in existing if a not in accounts and a not in known)
+    valid = [a for a in from_ui if settings.ACCOUNT_ID_PATTERN.fullmatch(a)]
+    registered = register_accounts(engine, valid, sync_from_meta=meta.configured) if valid else []
+    deactivated = sorted(a for a in existing if accounts.get(a) is False)
+    to_add = sorted(a for a, active in accounts.items() if active and a not in existing)
+    to_remove = deactivated + deleted
     requests = []
     if to_add:
         requests.append(ad_account_partitions.build_add_request(to_add))
     if to_remove:
         requests.append(ad_account_partitions.build_delete_request(to_remove))
-    if not requests:
-        return dg.SensorResult(skip_reason=dg.SkipReason(f"{len(existing)} account partitions up to date"))
-    context.log.info(f"adding {to_add or 'none'}, removing {to_remove or 'none'}")
-    return dg.SensorResult(dynamic_partitions_requests=requests)
+    said = []
+    if to_add:
+        said.append(f"added {', '.join(to_add)} (active ad accounts without a partition)")
+    if registered:
+        said.append(f"registered {', '.join(registered)} (partitions added in the UI) as ad accounts"
+                    + (", synced from Meta" if meta.configured else "; import their insights (ads-ml import)"))
+    if invalid := sorted(set(from_ui) - set(valid)):
+        said.append(f"kept {', '.join(invalid)} unregistered: not an ad account id (letters, digits, '_', '-')")
+    if deactivated:
+        said.append(f"removed {', '.join(deactivated)} (deactivated)")
+    if deleted:
+        said.append(f"removed {', '.join(deleted)} (deleted from ad_accounts)")
+    message = "; ".join(said) or f"{len(existing)} account partitions up to date"
+    if said:
+        context.log.info(message)
+    return dg.SensorResult(dynamic_partitions_requests=requests, skip_reason=dg.SkipReason(message),
+                           cursor=json.dumps({"known": sorted(set(accounts) | set(registered))}))
+
+
+def _insights_reflect(instance: dg.DagsterInstance, account_id: str, batch_id: int) -> bool:
+    """Whether every level's latest insights materialisation of the account read the data of import
+    batch ``batch_id`` (their metadata's ``import_batch``: the newest batch committed before they read)."""
+    for level in ("campaign", "adset", "ad"):
+        records = instance.fetch_materializations(dg.AssetRecordsFilter(
+            asset_key=dg.AssetKey(f"{level}_insights"), asset_partitions=[account_id]), limit=1).records
+        materialization = records[0].asset_materialization if records else None
+        seen = materialization.metadata.get("import_batch") if materialization else None
+        if seen is None or not isinstance(seen.value, int) or seen.value < batch_id:
+            return False
+    return True
 
 
 def _batch_cursor(cursor: str | None) -> tuple[dict, int | None]:
@@ -88,6 +130,16 @@ def new_insights_sensor(context: dg.SensorEvaluationContext, database: DatabaseR
     existing = set(context.instance.get_dynamic_partitions(AD_ACCOUNT_PARTITIONS_NAME))
     newest = batches.groupby("account_id")["id"].max()
     accounts = sorted(a for a in newest.index if a in active)
+    # the daemon's first start: imports the insights assets already reflect (`ads-ml demo` or
+    # `ads-ml materialize` ran the pipeline before) are not run again. Later, every batch is new to
+    # the cursor (on PostgreSQL a batch may commit after a higher-numbered one was read).
+    reflected = [a for a in accounts if after is None and a in existing
+                 and _insights_reflect(context.instance, a, int(newest[a]))]
+    accounts = [a for a in accounts if a not in reflected]
+    if not accounts:
+        return dg.SensorResult(skip_reason=dg.SkipReason(
+            f"the insights of {', '.join(reflected)} already reflect their latest import: nothing to refresh"),
+            cursor=cursor)
     new_partitions = [a for a in accounts if a not in existing]
     run_requests = [
         dg.RunRequest(run_key=f"{account}:import:{int(newest[account])}", partition_key=account,
@@ -117,6 +169,14 @@ def change_events_sensor(context: dg.SensorEvaluationContext, database: Database
     state, after = _batch_cursor(context.cursor)
     batches, horizon = import_batches_after(engine, after or 0, ("changes",))
     fresh = change_events_of_batches(engine, batches["id"])
+    # a change whose report is already there (e.g. `ads-ml demo` reported it before the daemon's
+    # first start) is not reported again
+    reported: dict[str, set] = {}
+    for account in fresh["account_id"].unique():
+        reported[account] = reported_changes(engine, account, settings.IMPACT_DEFAULT_WINDOW_DAYS,
+                                             settings.IMPACT_DEFAULT_WINDOW_DAYS)
+    fresh = fresh.loc[[(r.entity_type, str(r.entity_id), r.change_date, r.change_type) not in reported[r.account_id]
+                       for r in fresh.itertuples()]] if len(fresh) else fresh
     pending = state.get("pending", []) + [[int(r.id), r.account_id, r.change_date.isoformat()] for r in fresh.itertuples()]
     active = set(active_account_ids(engine))
     window = dt.timedelta(days=settings.IMPACT_DEFAULT_WINDOW_DAYS)

@@ -317,6 +317,28 @@ def discover_accounts(engine: Engine, client: MetaClient, account_ids: tuple[str
     return DiscoveryResult(accounts=accounts, added=added, retired=sorted(retired), updated=updated)
 
 
+def register_accounts(engine: Engine, account_ids: list[str], *, sync_from_meta: bool,
+                      now: dt.datetime | None = None) -> list[str]:
+    """Register ad accounts an operator added as partitions in the UI: an active ``ad_accounts`` row
+    (named by its id until a sync or discovery tells its name, timezone and currency), and, with
+    ``sync_from_meta``, a sync state so that the hourly sync pulls it (its first sync: 90 days).
+    Accounts already registered are left as they are. Returns the ids registered, in one transaction."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    registered = []
+    with begin_write(engine) as conn:
+        known = {r.id for r in conn.execute(select(AdAccount.id).where(AdAccount.id.in_(account_ids)))}
+        for account_id in account_ids:
+            if account_id in known:
+                continue
+            conn.execute(AdAccount.__table__.insert().values(
+                id=account_id, name=account_id, is_active=True, currency=None,
+                timezone=settings.schedule_timezone(), created_at=now, updated_at=now))
+            if sync_from_meta:
+                _save_state(conn, account_id, now, full=None, through=None, error=None)
+            registered.append(account_id)
+    return registered
+
+
 def meta_synced_accounts(engine: Engine) -> set[str]:
     """Active accounts the sync keeps fresh: discovered ones and those synced before."""
     with engine.connect() as conn:

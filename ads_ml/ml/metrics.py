@@ -77,3 +77,49 @@ def _like(result: np.ndarray, *inputs):  # noqa: ANN001, ANN202
     if np.ndim(result) == 0:
         return float(result)
     return result
+
+
+#: Metrics in the account's currency, and those in percent (ctr = clicks / impressions × 100).
+MONEY_METRICS = ("spend", "cpl", "cpc", "cpm", "budget", "daily_budget", "lifetime_budget")
+PERCENT_METRICS = ("ctr",)
+
+
+def metric_kind(name: str) -> str | None:
+    """"money", "percent" or None for a metric or a column named after one (``spend_7d``, ``cpl_vs_account``
+    is a ratio, so None)."""
+    base = name.lower()
+    if any(word in base for word in ("_vs_", "ratio", "pct", "share", "_z", "trend", "slope", "_cv", "std")) \
+            or base.endswith(("_p", "_p_value")):
+        return None
+    head = base.split("_")[0]
+    if base in MONEY_METRICS or head in ("spend", "cpl", "cpc", "cpm") or base.endswith("budget"):
+        return "money"
+    if base in PERCENT_METRICS or head == "ctr":
+        return "percent"
+    return None
+
+
+def format_value(metric: str, value, currency: str | None = None) -> str:  # noqa: ANN001
+    """A metric's value as a person reads it: money with the account's currency (``1,191.00 BRL``),
+    CTR as a percentage (``0.52 %``), counts without decimals."""
+    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+        return "—"
+    kind = metric_kind(metric)
+    if kind == "money":
+        return f"{value:,.2f} {currency or ''}".strip()
+    if kind == "percent":
+        return f"{value:.2f} %"
+    return f"{value:,.2f}" if isinstance(value, float) and not float(value).is_integer() else f"{value:,.0f}"
+
+
+def unit_columns(frame, currency: str | None):  # noqa: ANN001, ANN201 - a pandas DataFrame
+    """``frame`` with money columns named with the currency (``spend_7d (BRL)``) and percent columns
+    with %, for tables a person reads."""
+    renamed = {}
+    for column in frame.columns:
+        kind = metric_kind(str(column))
+        if kind == "money" and currency:
+            renamed[column] = f"{column} ({currency})"
+        elif kind == "percent":
+            renamed[column] = f"{column} (%)"
+    return frame.rename(columns=renamed)

@@ -589,6 +589,39 @@ def train_tier_classifier(
 # --- classifying ---------------------------------------------------------------------------------
 
 
+def _usable(model: "TierClassifier | None") -> bool:
+    """A classifier tiers entities only if it beat the rule tiers on its own validation weeks."""
+    return model is not None and bool(getattr(model, "beats_rules_", True))
+
+
+def method_reasons(result: pd.DataFrame, features: pd.DataFrame, model: "TierClassifier | None",
+                   transfer_model: "TierClassifier | None", *,
+                   min_history_days: int = settings.TIER_MIN_HISTORY_DAYS) -> dict[str, dict]:
+    """Per method of a :func:`classify_entities` result: how many entities and why, e.g.
+    ``{"rules": {"entities": 40, "why": "..."}}``. Rule tiers are split by reason."""
+    insufficient = result["tier"] == settings.TIER_INSUFFICIENT
+    young = (features["age_days"].reindex(result.index) < min_history_days).to_numpy()
+    rules = (result["method"] == "rules").to_numpy() & ~insufficient.to_numpy()
+
+    def model_state(clf: "TierClassifier | None", what: str) -> str:
+        if clf is None:
+            return f"no {what} was trained"
+        return f"the {what} did not beat the rule tiers on its validation weeks"
+
+    groups = {
+        "model": ((result["method"] == "model").to_numpy(),
+                  f"{min_history_days}+ days of history; the level's classifier beat the rule tiers on its validation weeks"),
+        "transfer": ((result["method"] == "transfer").to_numpy(),
+                     f"under {min_history_days} days of history; the transfer model beat the rule tiers on its validation"),
+        "rules (history)": (rules & ~young, f"{min_history_days}+ days of history; "
+                            + (model_state(model, "level's classifier") if not _usable(model) else "rule tier")),
+        "rules (young)": (rules & young, f"under {min_history_days} days of history; "
+                          + (model_state(transfer_model, "transfer model") if not _usable(transfer_model) else "rule tier")),
+        "insufficient data": (insufficient.to_numpy(), "too little spend or delivery in the last days to tier"),
+    }
+    return {name: {"entities": int(mask.sum()), "why": why} for name, (mask, why) in groups.items() if mask.any()}
+
+
 def classify_entities(
     features: pd.DataFrame,
     model: TierClassifier | None,
@@ -602,8 +635,11 @@ def classify_entities(
     Columns: ``tier``, ``confidence`` (calibrated probability; for rule tiers
     :func:`rule_confidence`; missing for INSUFFICIENT_DATA), ``method``
     (model / transfer / rules), ``is_transfer``, ``top_features`` (dict), ``rule_tier``.
-    Entities with less than ``min_history_days`` of history use the transfer model (confidence ×
-    ``transfer_penalty``); with no usable model, the rule tier."""
+    Entities with ``min_history_days`` of history or more use the level's classifier when it beat
+    the rule tiers on its validation weeks, else the rule tier. Younger ones use the transfer model
+    (confidence × ``transfer_penalty``) when it beat the rule tiers on its own validation, else the
+    rule tier: a model that lost to the rules never tiers anything (:func:`method_reasons` says why
+    each entity got its method)."""
     rules = rule_tiers_from_features(features)
     out = pd.DataFrame(index=features.index)
     out["rule_tier"] = rules
@@ -619,10 +655,12 @@ def classify_entities(
     own_history = (features["age_days"] >= min_history_days).to_numpy()
 
     # a classifier that did not beat the rule tiers on its validation weeks is not used
-    if model is not None and not getattr(model, "beats_rules_", True):
+    if not _usable(model):
         model = None
+    if not _usable(transfer_model):
+        transfer_model = None
     use_model = classifiable & own_history & (model is not None)
-    use_transfer = classifiable & (transfer_model is not None) & ~use_model & (~own_history | (model is None))
+    use_transfer = classifiable & ~own_history & (transfer_model is not None)
     for mask, clf, method, factor in (
         (use_model, model, "model", 1.0),
         (use_transfer, transfer_model, "transfer", transfer_penalty),

@@ -10,7 +10,8 @@ from pydantic import Field
 
 from ads_ml import settings
 from ads_ml.db.model_registry import ModelArtifact, StoredModel
-from ads_ml.db.queries import LevelInsights, account_today, latest_partial_date, load_level_insights, replace_anomalies
+from ads_ml.ml.metrics import format_value
+from ads_ml.db.queries import LevelInsights, account_currency, account_today, latest_partial_date, load_level_insights, replace_anomalies
 from ads_ml.defs.automation import on_account_cron, on_fresh_inputs, on_fresh_inputs_at_most_every
 from ads_ml.defs.common import LEVELS, OWNERS, retry_transient, entity_names, markdown_table, no_data_metadata, with_names
 from ads_ml.defs.io_managers import model_asset_metadata, stored_as
@@ -162,6 +163,10 @@ def build_anomalies_asset(level: str) -> dg.AssetsDefinition:
         if len(found):
             top = found.assign(_rank=found["severity"].map(severity_rank), _size=found["deviation_score"].abs())
             top = top.sort_values(["_rank", "_size"], ascending=[True, False])
+            # each row's values in its metric's unit: money in the account's currency, CTR in %
+            currency = account_currency(database.engine(), insights.account_id)
+            top = top.assign(**{column: [format_value(m, v, currency) for m, v in zip(top["metric"], top[column])]
+                                for column in ("observed_value", "expected_value")})
         context.add_output_metadata({
             **no_data_metadata(insights.has_data, insights.account_id),
             "anomalies": len(found),

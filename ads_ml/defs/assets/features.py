@@ -3,7 +3,7 @@ computed for the whole level at once and stored in ``ml_features``."""
 
 import dagster as dg
 
-from ads_ml.db.queries import LevelFeatures, LevelInsights, replace_features
+from ads_ml.db.queries import LevelFeatures, LevelInsights, account_currency, replace_features
 from ads_ml.defs.automation import on_fresh_inputs
 from ads_ml.defs.common import LEVELS, OWNERS, retry_transient, entity_names, markdown_table, no_data_metadata, with_names
 from ads_ml.defs.io_managers import stored_as
@@ -47,7 +47,8 @@ def build_features_asset(level: str) -> dg.AssetsDefinition:
                 "active_entities": int(features["is_active"].sum()),
                 "entities_without_cpl_7d": missing_cpl,
                 "preview": dg.MetadataValue.md(
-                    markdown_table(with_names(features.sort_values("spend_7d", ascending=False)[PREVIEW_COLUMNS], names))
+                    markdown_table(with_names(features.sort_values("spend_7d", ascending=False)[PREVIEW_COLUMNS], names),
+                                   currency=account_currency(database.engine(), insights.account_id))
                 ),
             }
         )

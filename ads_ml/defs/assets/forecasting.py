@@ -13,7 +13,7 @@ from pydantic import Field
 from ads_ml import settings
 from ads_ml.db.model_registry import safe_component, write_json_atomically
 from ads_ml.db.models import ForecastRow, ProphetParams
-from ads_ml.db.queries import EnsembleCalibration, LevelInsights, load_prophet_params, replace_calibration, replace_rows
+from ads_ml.db.queries import EnsembleCalibration, LevelInsights, account_currency, load_prophet_params, replace_calibration, replace_rows
 from ads_ml.defs.automation import after, on_account_cron
 from ads_ml.defs.common import LEVELS, OWNERS, retry_transient, entity_names, markdown_table, no_data_metadata, with_names
 from ads_ml.defs.io_managers import stored_as
@@ -47,7 +47,18 @@ class ProphetTuningConfig(dg.Config):
                                description="Metrics to tune: cpl and/or leads.")
 
 
+def uses_prophet(level: str) -> bool:
+    """Whether the level's ensemble includes Prophet (``ADS_ML_FORECAST_METHODS_<LEVEL>``)."""
+    return "prophet" in settings.forecast_methods(level)
+
+
+def prophet_deps(level: str) -> list[str]:
+    """The tuned parameters feed the level's weights and forecasts only where Prophet is a member."""
+    return [f"{level}_prophet_params"] if uses_prophet(level) else []
+
+
 def build_prophet_params_asset(level: str) -> dg.AssetsDefinition:
+    used = uses_prophet(level)
     @dg.asset(
         name=f"{level}_prophet_params",
         automation_condition=on_account_cron("prophet_tuning"),
@@ -55,12 +66,14 @@ def build_prophet_params_asset(level: str) -> dg.AssetsDefinition:
         ins={"insights": dg.AssetIn(f"{level}_insights")},
         partitions_def=ad_account_partitions,
         group_name="forecasting",
-        kinds={"prophet", "sql"},
+        kinds={"prophet", "sql"} if used else {"sql"},
         owners=OWNERS,
         description=(
             f"Prophet hyperparameters per {level} and metric (cpl, leads) chosen from the 3×3 grid by "
             "time-series CV (initial 30 d, period 7, horizon 7, last 60 d); MAPE, or MAE where the "
             "series has zeros. Fanned out over cores / Dask. JSON file + ml_prophet_params row each."
+            + ("" if used else f" Skipped while the {level} ensemble has no Prophet member "
+               f"(ADS_ML_FORECAST_METHODS_{level.upper()}).")
         ),
     )
     @retry_transient
@@ -76,6 +89,15 @@ def build_prophet_params_asset(level: str) -> dg.AssetsDefinition:
         if unknown:
             raise dg.Failure(f"cannot tune {unknown}: choose from {list(settings.PROPHET_TUNING_METRICS)}")
         engine = database.engine()
+        methods = settings.forecast_methods(level)
+        if "prophet" not in methods:
+            # nothing reads the parameters: the level's ensemble has no Prophet member
+            note = (f"skipped: the {level} ensemble ({', '.join(methods)}) has no Prophet member, so no parameters "
+                    f"are tuned (add prophet to ADS_ML_FORECAST_METHODS_{level.upper()} to use it)")
+            context.log.info(note)
+            context.add_output_metadata({**no_data_metadata(insights.has_data, insights.account_id),
+                                         "skipped": True, "note": note, "tuned": 0})
+            return pd.DataFrame(columns=["metric", "tuned"])
         folder = model_store.resolved_dir(database.resolved_url()) / safe_component(insights.account_id) / level / "prophet_params"
         summary = []
         for metric in config.metrics:
@@ -144,7 +166,7 @@ def build_ensemble_weights_asset(level: str) -> dg.AssetsDefinition:
         automation_condition=on_account_cron("ensemble_calibration"),
         metadata=stored_as("ensemble_weights", level),
         ins={"insights": dg.AssetIn(f"{level}_insights")},
-        deps=[f"{level}_prophet_params"],
+        deps=prophet_deps(level),
         partitions_def=ad_account_partitions,
         group_name="forecasting",
         kinds={"pandas", "sql"},
@@ -212,12 +234,12 @@ def build_forecasts_asset(level: str) -> dg.AssetsDefinition:
     @dg.asset(
         name=f"{level}_forecasts",
         automation_condition=after(f"{level}_ensemble_weights"),
-        deps=[f"{level}_prophet_params"],
+        deps=prophet_deps(level),
         metadata=stored_as("table", level),
         ins={"insights": dg.AssetIn(f"{level}_insights"), "calibration": dg.AssetIn(f"{level}_ensemble_weights")},
         partitions_def=ad_account_partitions,
         group_name="forecasting",
-        kinds={"prophet", "sql"},
+        kinds={"prophet", "sql"} if uses_prophet(level) else {"pandas", "sql"},
         owners=OWNERS,
         description=(
             f"7-day forecasts of CPL, leads and spend per {level}: the weighted ensemble of "
@@ -294,7 +316,12 @@ def build_forecasts_asset(level: str) -> dg.AssetsDefinition:
             ensemble = frame.loc[frame["method"] == "ensemble"]
             preview = ensemble.loc[ensemble["entity_id"].isin(top)].pivot_table(
                 index=["entity_id", "forecast_date"], columns="metric", values="predicted_value")
-            metadata["top_entities"] = dg.MetadataValue.md(markdown_table(with_names(preview, names), max_rows=14))
+            shown = [e for e in top if e in set(preview.index.get_level_values("entity_id"))]
+            metadata["top_entities"] = dg.MetadataValue.md(
+                f"Ensemble forecasts of the {len(shown)} {level}s with the most spend over the insights window "
+                f"(of {len(forecast_entities)} forecast; all in ml_forecasts):\n\n"
+                + markdown_table(with_names(preview, names), max_rows=7 * len(shown),
+                                 currency=account_currency(database.engine(), insights.account_id)))
         context.add_output_metadata(metadata)
         return frame
 

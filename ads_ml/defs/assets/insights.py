@@ -7,7 +7,7 @@ import dagster as dg
 from pydantic import Field
 
 from ads_ml import settings
-from ads_ml.db.queries import LevelInsights, load_level_insights, reference_date
+from ads_ml.db.queries import LevelInsights, account_currency, latest_import_batch, load_level_insights, reference_date
 from ads_ml.defs.common import LEVELS, OWNERS, retry_transient, entity_names, markdown_table, with_names
 from ads_ml.defs.io_managers import stored_as, today
 from ads_ml.defs.partitions import ad_account_partitions
@@ -47,6 +47,7 @@ def build_insights_asset(level: str) -> dg.AssetsDefinition:
     @retry_transient
     def _insights(context: dg.AssetExecutionContext, config: InsightsConfig, database: DatabaseResource) -> LevelInsights:
         account_id = context.partition_key
+        batch = latest_import_batch(database.engine(), account_id)  # before reading: what the rows reflect
         ref = resolve_reference_date(config.reference_date, database, account_id)
         if ref is None:
             insights = load_level_insights(database.engine(), account_id, level, today(), config.lookback_days)
@@ -56,6 +57,7 @@ def build_insights_asset(level: str) -> dg.AssetsDefinition:
                 "note": f"account {account_id} has no insights stored yet: import some "
                         f"(ads-ml import insights FILE --account {account_id}); downstream assets record no data",
                 "rows": 0,
+                "import_batch": batch,
                 "entities": len(insights.entities),
                 "lookback_days": config.lookback_days,
             })
@@ -63,20 +65,23 @@ def build_insights_asset(level: str) -> dg.AssetsDefinition:
         insights = load_level_insights(database.engine(), account_id, level, ref, config.lookback_days)
         daily = insights.daily
         names = entity_names(insights.entities)
+        currency = account_currency(database.engine(), account_id)
         by_entity = (
             daily.groupby("entity_id")[["spend", "leads", "impressions"]].sum().sort_values("spend", ascending=False)
         )
         context.add_output_metadata(
             {
                 "rows": len(daily),
+                "import_batch": batch,
                 "entities": len(insights.entities),
                 "entities_with_delivery": int(daily["entity_id"].nunique()),
                 "reference_date": ref.isoformat(),
                 "lookback_days": config.lookback_days,
                 "first_date": insights.start_date.isoformat(),
+                "currency": currency or "not recorded",
                 "total_spend": float(daily["spend"].sum()),
                 "total_leads": int(daily["leads"].sum()),
-                "top_by_spend": dg.MetadataValue.md(markdown_table(with_names(by_entity, names))),
+                "top_by_spend": dg.MetadataValue.md(markdown_table(with_names(by_entity, names), currency=currency)),
             }
         )
         return insights

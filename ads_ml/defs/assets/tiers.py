@@ -11,6 +11,7 @@ import pandas as pd
 from ads_ml import settings
 from ads_ml.db.model_registry import ModelArtifact, StoredModel
 from ads_ml.db.queries import (
+    account_currency,
     LevelFeatures,
     LevelInsights,
     load_entities,
@@ -29,6 +30,7 @@ from ads_ml.ml.tiers import (
     TierTrainingResult,
     build_training_set,
     classify_entities,
+    method_reasons,
     tier_direction,
     train_tier_classifier,
 )
@@ -177,11 +179,10 @@ def build_classifications_asset(level: str) -> dg.AssetsDefinition:
     ) -> pd.DataFrame:
         engine = database.engine()
         frame = features.features
-        result = classify_entities(
-            frame,
-            tier_model.model if tier_model is not None else None,
-            transfer_model.model if transfer_model is not None else None,
-        )
+        model = tier_model.model if tier_model is not None else None
+        transfer = transfer_model.model if transfer_model is not None else None
+        result = classify_entities(frame, model, transfer)
+        reasons = method_reasons(result, frame, model, transfer)
         previous = previous_tiers(engine, features.account_id, level, features.reference_date)
         result["previous_tier"] = previous.reindex(result.index).to_numpy()
         result["direction"] = tier_direction(result["previous_tier"], result["tier"])
@@ -196,15 +197,17 @@ def build_classifications_asset(level: str) -> dg.AssetsDefinition:
             "entities": written,
             "reference_date": features.reference_date.isoformat(),
             "tier_counts": dg.MetadataValue.json(result["tier"].value_counts().to_dict()),
-            "methods": dg.MetadataValue.json(result["method"].value_counts().to_dict()),
+            "methods": dg.MetadataValue.json({name: r["entities"] for name, r in reasons.items()}),
+            "method_reasons": dg.MetadataValue.md(markdown_table(pd.DataFrame(
+                [{"method": name, **r} for name, r in reasons.items()], columns=["method", "entities", "why"]))),
             "changes": dg.MetadataValue.json(result["direction"].dropna().value_counts().to_dict()),
-            "model_version": tier_model.version if tier_model else "none (rules / transfer)",
+            "model_version": tier_model.version if tier_model and "model" in reasons else "none",
         }
         if tier_model is None:
             metadata["note"] = f"no READY {level} tier classifier: see {level}_tier_classifier's metadata for why"
         elif not getattr(tier_model.model, "beats_rules_", True):
             metadata["note"] = str(tier_model.training_metrics.get("use", "rules: the classifier did not beat the rule tiers"))
-        else:
+        if "model" in reasons:
             for key in ("accuracy", "f1_weighted", "log_loss", "ece"):
                 if key in tier_model.training_metrics:
                     metadata[f"model_{key}"] = float(tier_model.training_metrics[key])
@@ -213,7 +216,8 @@ def build_classifications_asset(level: str) -> dg.AssetsDefinition:
             ["tier", "confidence", "previous_tier", "direction", "method", "spend_7d", "leads_7d", "cpl_7d"]
         ]
         names = entity_names(load_entities(engine, features.account_id, level))
-        metadata["top_by_spend"] = dg.MetadataValue.md(markdown_table(with_names(preview, names), max_rows=15))
+        metadata["top_by_spend"] = dg.MetadataValue.md(markdown_table(
+            with_names(preview, names), max_rows=15, currency=account_currency(engine, features.account_id)))
         context.add_output_metadata(metadata)
         return result
 
