@@ -94,6 +94,13 @@ adset,{adsets[1]},{END - dt.timedelta(days=3)},creative_change,,
     assert first.run_requests[0].run_config["ops"]["impact_reports"]["config"]["change_ids"] == [ids[adsets[0]]]
     second = tick(first.cursor)
     assert not second.run_requests  # the second change is not due yet, the first was requested
+    assert second.skip_reason.skip_message == "no change due: 1 waiting for their 7-day after-window"
+
+    # once the first change is reported (as `ads-ml demo` does before the daemon's first start), a
+    # sensor starting afresh does not request it again
+    assert materialize_account("act_sens", ASSETS[:3] + ["impact_reports"], instance=dagster_instance).success
+    fresh_start = tick(None)
+    assert not fresh_start.run_requests and "1 already reported" in fresh_start.skip_reason.skip_message
 
     # four more days of insights: the second change's after-window has elapsed
     later = data.insights.loc[data.insights["date"] == str(END)].copy()

@@ -175,6 +175,7 @@ def change_events_sensor(context: dg.SensorEvaluationContext, database: Database
     for account in fresh["account_id"].unique():
         reported[account] = reported_changes(engine, account, settings.IMPACT_DEFAULT_WINDOW_DAYS,
                                              settings.IMPACT_DEFAULT_WINDOW_DAYS)
+    fresh_total = len(fresh)
     fresh = fresh.loc[[(r.entity_type, str(r.entity_id), r.change_date, r.change_type) not in reported[r.account_id]
                        for r in fresh.itertuples()]] if len(fresh) else fresh
     pending = state.get("pending", []) + [[int(r.id), r.account_id, r.change_date.isoformat()] for r in fresh.itertuples()]
@@ -207,6 +208,9 @@ def change_events_sensor(context: dg.SensorEvaluationContext, database: Database
         run_requests=requests,
         dynamic_partitions_requests=[ad_account_partitions.build_add_request(new_partitions)] if new_partitions else [],
         cursor=json.dumps({"after": horizon, "pending": waiting}),
+        skip_reason=None if requests else dg.SkipReason(
+            f"no change due: {len(waiting)} waiting for their {window.days}-day after-window"
+            + (f", {already} already reported" if (already := fresh_total - len(fresh)) else "")),
     )
 
 
