@@ -125,8 +125,8 @@ def build_tier_classifier_asset(level: str) -> dg.AssetsDefinition:
     owners=OWNERS,
     description=(
         "Global tier classifier trained on the account's campaigns with scale-free features; it "
-        "classifies adsets and ads that lack history of their own (confidence × 0.85). Needs at "
-        "least 10 campaigns."
+        "classifies entities without 14 days of history of their own (confidence × 0.85), and only "
+        "when it beat the rule tiers on its own validation weeks. Needs at least 10 campaigns."
     ),
 )
 @retry_transient
