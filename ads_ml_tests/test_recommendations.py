@@ -135,3 +135,13 @@ def test_one_open_recommendation_per_entity_and_type_is_enforced_by_the_schema(e
     with engine.connect() as conn:
         assert conn.execute(sa.text("select count(*) from ml_recommendations where account_id = 'act_u' "
                                     "and entity_type = 'campaign' and status = 'OPEN'")).scalar_one() == len(recs)
+
+
+def test_amounts_in_reasons_carry_the_account_currency():
+    features = pd.DataFrame([_row(**ANCHOR), _row(cpl_7d=6.0, cpl_vs_account_7d=0.6, leads_7d=12)],
+                            index=pd.Index(["anchor", "x"], name="entity_id"))
+    with_currency = recommend("campaign", features, currency="BRL")
+    scale_up = with_currency.loc[(with_currency["entity_id"] == "x") & (with_currency["recommendation_type"] == "SCALE_UP")]
+    assert scale_up["reason"].iat[0].startswith("CPL 6.00 BRL is ")
+    without = recommend("campaign", features)
+    assert "BRL" not in " ".join(without["reason"])

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ads_ml import settings as s
-from ads_ml.ml.metrics import cpl
+from ads_ml.ml.metrics import cpl, format_value
 
 COLUMNS = ["entity_id", "recommendation_type", "priority", "confidence", "reason", "suggested_action", "evidence"]
 ALL_LEVELS = ("SCALE_UP", "BUDGET_INCREASE", "BUDGET_DECREASE", "PAUSE", "REACTIVATE")
@@ -34,10 +34,6 @@ def _confidence(leads: float, days: float = 7.0) -> float:
     return float(min(0.95, 0.5 + 0.45 * (1 - np.exp(-leads / 20.0)) * min(days / 7.0, 1.0)))
 
 
-def _money(value: float) -> str:
-    return f"{value:,.2f}"
-
-
 def recommend(
     level: str,
     features: pd.DataFrame,
@@ -45,8 +41,9 @@ def recommend(
     budgets: pd.Series | None = None,
     tiers: pd.DataFrame | None = None,
     anomalies: pd.DataFrame | None = None,
+    currency: str | None = None,
 ) -> pd.DataFrame:
-    """Recommendations for every entity of one level.
+    """Recommendations for every entity of one level; amounts in the reasons carry ``currency``.
 
     ``features``: index entity_id, FEATURE_COLUMNS. ``budgets``: daily budget per entity (where the
     level has one). ``tiers``: index entity_id with ``tier`` and ``confidence_score``.
@@ -54,6 +51,10 @@ def recommend(
     holds back PAUSE: the leads may be there, just not counted)."""
     if level not in LEVEL_TYPES:
         raise ValueError(f"unknown level {level!r}")
+
+    def _money(value: float) -> str:
+        return format_value("spend", float(value), currency)
+
     f = features
     account_cpl_7d = cpl(f["spend_7d"].sum(), f["leads_7d"].sum())
     account_cpl_30d = cpl(f["spend_30d"].sum() if "spend_30d" in f else np.nan, f["leads_30d"].sum())

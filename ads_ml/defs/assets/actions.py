@@ -11,12 +11,13 @@ from ads_ml import settings
 from ads_ml.db.queries import (
     LevelFeatures,
     LevelInsights,
+    account_currency,
+    current_impact_reports,
     latest_anomalies,
     latest_classifications,
     load_change_events,
     reported_changes,
     store_impact_reports,
-    current_impact_reports,
     store_recommendations,
 )
 from ads_ml.defs.automation import on_fresh_inputs
@@ -55,7 +56,8 @@ def build_recommendations_asset(level: str) -> dg.AssetsDefinition:
         budgets = insights.entities.set_index(insights.entities["entity_id"].astype(str))["daily_budget"]
         tiers = latest_classifications(engine, features.account_id, level)
         anomalies = latest_anomalies(engine, features.account_id, level)
-        frame = recommend(level, features.features, budgets=budgets, tiers=tiers, anomalies=anomalies)
+        frame = recommend(level, features.features, budgets=budgets, tiers=tiers, anomalies=anomalies,
+                          currency=account_currency(engine, features.account_id))
         counts = store_recommendations(engine, features.account_id, level, features.reference_date, frame,
                                        settings.RECOMMENDATION_EXPIRY_DAYS)
         priority = {"high": 0, "medium": 1, "low": 2}
