@@ -74,10 +74,11 @@ insights_checks = [check for level in LEVELS for check in build_insights_checks(
 
 def build_tier_classifier_check(level: str) -> dg.AssetChecksDefinition:
     @dg.asset_check(
-        asset=f"{level}_tier_classifier", partitions_def=ad_account_partitions, name="beats_rule_tiers", blocking=True,
-        description="The classifier orders the validation weeks' realised cost per lead better than the rule tiers "
-        "(quantiles of the recency-weighted shrunk CPL) beyond the validation's noise (the lower bound of its "
-        "gain above 0). When it does not, classifications use the rule tiers and say why; this check warns.",
+        asset=f"{level}_tier_classifier", partitions_def=ad_account_partitions, name="beats_rule_tiers",
+        description="Informational (WARN, not blocking): the classifier orders the validation weeks' realised cost "
+        "per lead better than the rule tiers (quantiles of the recency-weighted shrunk CPL) beyond the validation's "
+        "noise (the lower bound of its gain above 0). When it does not, nothing needs stopping: the classifications "
+        "use the rule tiers and say why.",
     )
     def _beats_rules(tier_classifier: Optional[StoredModel]) -> dg.AssetCheckResult:
         if tier_classifier is None:
