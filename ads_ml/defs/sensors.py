@@ -136,7 +136,7 @@ def new_insights_sensor(context: dg.SensorEvaluationContext, database: DatabaseR
     reflected = [a for a in accounts if after is None and a in existing
                  and _insights_reflect(context.instance, a, int(newest[a]))]
     accounts = [a for a in accounts if a not in reflected]
-    if not accounts:
+    if reflected and not accounts:
         return dg.SensorResult(skip_reason=dg.SkipReason(
             f"the insights of {', '.join(reflected)} already reflect their latest import: nothing to refresh"),
             cursor=cursor)
