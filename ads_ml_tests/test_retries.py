@@ -112,3 +112,26 @@ def test_no_asset_carries_a_retry_policy():
         node = graph.get(key)
         assets_def = node.assets_def
         assert assets_def.op.retry_policy is None, key.to_user_string()
+
+
+def test_a_step_does_not_start_once_its_run_was_terminated():
+    """A step starting after Terminate (its run CANCELING) fails before computing or writing."""
+    computed = []
+
+    @dg.asset
+    @retry_transient
+    def first(context: dg.AssetExecutionContext) -> int:
+        context.instance.report_run_canceling(context.instance.get_run_by_id(context.run_id))  # Terminate
+        return 1
+
+    @dg.asset
+    @retry_transient
+    def second(context: dg.AssetExecutionContext, first: int) -> int:
+        computed.append(first)
+        return 2
+
+    result = dg.materialize([first, second], raise_on_error=False)
+    assert not result.success and computed == []
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert failure.step_key == "second" and "was terminated (CANCELING) before this step started" in str(
+        failure.event_specific_data.error.message)

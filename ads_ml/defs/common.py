@@ -21,7 +21,8 @@ LEVELS = ("campaign", "adset", "ad")
 
 
 def retry_transient(fn: Callable) -> Callable:
-    """Retry the step only for what is transient (:func:`ads_ml.db.engine.is_transient`: a lost
+    """Every asset's step: it does not start once its run was terminated (:func:`_stop_if_terminated`),
+    and it is retried only for what is transient (:func:`ads_ml.db.engine.is_transient`: a lost
     connection, a serialisation failure or deadlock, a lock held past the timeout), at most
     ``ADS_ML_STEP_RETRIES`` times, waits doubling from ``ADS_ML_STEP_RETRY_DELAY_SECONDS``, jittered.
 
@@ -32,6 +33,7 @@ def retry_transient(fn: Callable) -> Callable:
 
     @functools.wraps(fn)
     def step(*args, **kwargs):  # noqa: ANN202
+        _stop_if_terminated(args)
         try:
             return fn(*args, **kwargs)
         except Exception as exc:
@@ -40,6 +42,24 @@ def retry_transient(fn: Callable) -> Callable:
             raise transient_retry(exc, _retry_number(args, kwargs)) from exc
 
     return step
+
+
+#: A run an operator terminated: a step of it must not start (and write) any more.
+TERMINATED = (dg.DagsterRunStatus.CANCELING, dg.DagsterRunStatus.CANCELED)
+
+
+def _stop_if_terminated(args: tuple) -> None:
+    """Fail a step that starts after its run was terminated. The multiprocess executor forwards
+    Terminate's interrupt to the step processes it has, but a step process still starting up when
+    it arrives would run the whole step and write its rows (seen in the live terminate test on
+    PostgreSQL); the run's status (CANCELING, or CANCELED when forced) tells it not to."""
+    context = next((a for a in args if isinstance(a, (dg.AssetExecutionContext, dg.OpExecutionContext))), None)
+    if context is None:
+        return
+    run = context.instance.get_run_by_id(context.run_id)
+    if run is not None and run.status in TERMINATED:
+        raise dg.Failure(f"run {context.run_id} was terminated ({run.status.value}) before this step started: "
+                         "nothing computed or written", allow_retries=False)
 
 
 def transient_retry(exc: BaseException, retry_number: int) -> dg.RetryRequested:
