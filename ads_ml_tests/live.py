@@ -58,8 +58,15 @@ class Deployment:
     def query(self, text: str, variables: dict | None = None) -> dict:
         body = json.dumps({"query": text, "variables": variables or {}}).encode()
         request = urllib.request.Request(self.url, data=body, headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=60) as response:
-            payload = json.loads(response.read())
+        for attempt in range(4):  # a 5xx while the webserver (re)loads the code location: ask again
+            try:
+                with urllib.request.urlopen(request, timeout=60) as response:
+                    payload = json.loads(response.read())
+                break
+            except urllib.error.HTTPError as exc:
+                if exc.code < 500 or attempt == 3:
+                    raise
+                time.sleep(2)
         assert "errors" not in payload, payload["errors"]
         return payload["data"]
 

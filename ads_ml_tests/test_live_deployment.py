@@ -107,6 +107,9 @@ def deployment(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pyte
         if key.startswith(("DAGSTER_", "ADS_ML_")):
             monkeypatch.setenv(key, value)
     migrate(env["ADS_ML_DATABASE_URL"])
+    # create the instance's storage once: the webserver and the daemon starting together on a fresh
+    # DAGSTER_HOME can both create SQLite's schedule storage ("more than one head present")
+    dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))).dispose()
     live = Deployment(tmp_path, env)
     instance = None
     try:
