@@ -121,7 +121,7 @@ def test_a_step_does_not_start_once_its_run_was_terminated():
     @dg.asset
     @retry_transient
     def first(context: dg.AssetExecutionContext) -> int:
-        context.instance.report_run_canceling(context.instance.get_run_by_id(context.run_id))  # Terminate
+        context.instance.report_run_canceling(context.instance.get_run_by_id(context.run.run_id))  # Terminate
         return 1
 
     @dg.asset

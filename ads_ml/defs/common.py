@@ -56,9 +56,10 @@ def _stop_if_terminated(args: tuple) -> None:
     context = next((a for a in args if isinstance(a, (dg.AssetExecutionContext, dg.OpExecutionContext))), None)
     if context is None:
         return
-    run = context.instance.get_run_by_id(context.run_id)
+    run_id = context.run.run_id
+    run = context.instance.get_run_by_id(run_id)
     if run is not None and run.status in TERMINATED:
-        raise dg.Failure(f"run {context.run_id} was terminated ({run.status.value}) before this step started: "
+        raise dg.Failure(f"run {run_id} was terminated ({run.status.value}) before this step started: "
                          "nothing computed or written", allow_retries=False)
 
 
