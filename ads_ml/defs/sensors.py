@@ -15,6 +15,7 @@ from ads_ml.db.queries import (
     reference_date,
     reported_changes,
 )
+from ads_ml.defs.common import LEVELS
 from ads_ml.defs.jobs import insights_refresh_job, impact_job
 from ads_ml.defs.partitions import AD_ACCOUNT_PARTITIONS_NAME, ad_account_partitions
 from ads_ml.defs.resources import DatabaseResource, MetaResource
@@ -85,7 +86,7 @@ def ad_account_partitions_sensor(context: dg.SensorEvaluationContext, database: 
 def _insights_reflect(instance: dg.DagsterInstance, account_id: str, batch_id: int) -> bool:
     """Whether every level's latest insights materialisation of the account read the data of import
     batch ``batch_id`` (their metadata's ``import_batch``: the newest batch committed before they read)."""
-    for level in ("campaign", "adset", "ad"):
+    for level in LEVELS:
         records = instance.fetch_materializations(dg.AssetRecordsFilter(
             asset_key=dg.AssetKey(f"{level}_insights"), asset_partitions=[account_id]), limit=1).records
         materialization = records[0].asset_materialization if records else None
