@@ -25,6 +25,8 @@ ACCOUNT_ASSETS = [f"{level}_{name}" for level in ("campaign", "adset", "ad") for
 #: Step events that must not follow a terminate request.
 AFTER_TERMINATE = (dg.DagsterEventType.STEP_UP_FOR_RETRY, dg.DagsterEventType.STEP_RESTARTED,
                    dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.ASSET_MATERIALIZATION)
+#: What a step already running when Terminate was clicked may still record before the interrupt lands.
+FINISHING = (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.ASSET_MATERIALIZATION)
 
 
 def _rows(engine: sa.Engine) -> dict[str, int]:
@@ -96,14 +98,18 @@ def test_terminate_stops_the_run_and_the_account_runs_again(deployment: Deployme
             assert _rows(live.engine) == rows, "written after the run was canceled"
         assert live.status(run_id) == "CANCELED"
         events = _events(live, run_id)
-        # a step that had already materialised when the request came may still log its success
-        # (the same instant); nothing else may follow the request: no retry, no new materialisation
-        done_before = {e.dagster_event.step_key for e in events if e.timestamp <= requested
-                       and e.dagster_event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION}
+        # The interrupt reaches the worker a moment after the request (webserver -> code server ->
+        # signal): a step already running when the operator clicked may finish and record its
+        # materialisation until then. Nothing else may follow the request: no retry, no step that
+        # started after it materialising, nothing once the interrupt has failed a step.
+        in_flight = {e.dagster_event.step_key for e in events if e.timestamp <= requested
+                     and e.dagster_event.event_type == dg.DagsterEventType.STEP_START}
+        interrupted = min((e.timestamp for e in events if e.timestamp > requested
+                           and e.dagster_event.event_type == dg.DagsterEventType.STEP_FAILURE), default=float("inf"))
         late = [(e.dagster_event.event_type.value, e.dagster_event.step_key) for e in events
                 if e.timestamp > requested and e.dagster_event.event_type in AFTER_TERMINATE
-                and not (e.dagster_event.event_type == dg.DagsterEventType.STEP_SUCCESS
-                         and e.dagster_event.step_key in done_before)]
+                and not (e.dagster_event.event_type in FINISHING and e.dagster_event.step_key in in_flight
+                         and e.timestamp <= interrupted)]
         assert not late, late
 
     # The run launched right after the force termination waited for the canceled worker, then succeeded.
