@@ -6,21 +6,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ads_ml.ml import forecasting as F
 from ads_ml.ml.forecasting import (
     BASELINE,
+    STOPPED,
     clean_outliers,
-    combine,
-    ensemble_prediction,
-    equal_weights,
     error_metric_for,
     forecast_error,
     forecast_prophet,
     forecast_seasonal_window_average,
-    forecast_task,
-    inverse_error_weights,
     method_forecasts,
     metric_series,
-    validation_forecasts,
+    stacked_prediction,
 )
 
 DAYS = pd.date_range("2026-03-01", periods=84, freq="D")
@@ -43,7 +40,7 @@ def test_known_series_are_forecast_within_bounds_and_beat_the_naive_baseline(kin
     series = _known(kind)
     train, actual = series.iloc[:-7], series.iloc[-7:].to_numpy()
     forecasts = method_forecasts(train, 7)
-    ensemble = combine(forecasts, equal_weights(["ema", "linear", "prophet"]))
+    ensemble = stacked_prediction({m: forecasts[m].value[None, :] for m in ("ema", "linear", "prophet")}, {})[0]
     prophet_error = forecast_error(actual, forecasts["prophet"].value, "mape")
     naive_error = forecast_error(actual, forecasts[BASELINE].value, "mape")
     # stated bounds: Prophet within 5 % MAPE on these series, and better than seasonal naive
@@ -52,7 +49,8 @@ def test_known_series_are_forecast_within_bounds_and_beat_the_naive_baseline(kin
     assert ((forecasts["prophet"].lower <= actual) & (actual <= forecasts["prophet"].upper)).mean() >= 5 / 7
     if kind == "trend":  # the linear trend follows a trend, the naive lags it by a week
         assert forecast_error(actual, forecasts["linear"].value, "mape") < naive_error
-    assert (ensemble.value >= 0).all() and (ensemble.lower <= ensemble.value).all() and (ensemble.value <= ensemble.upper).all()
+    assert (ensemble >= 0).all()
+    np.testing.assert_allclose(ensemble, np.mean([forecasts[m].value for m in ("ema", "linear", "prophet")], axis=0))
 
 
 def test_in_process_prophet_gives_prophets_forecast():
@@ -65,14 +63,40 @@ def test_in_process_prophet_gives_prophets_forecast():
     np.testing.assert_allclose(ours.upper - ours.lower, theirs.upper - theirs.lower, rtol=0.25)
 
 
-def test_weights_sum_to_one_and_favour_the_smaller_error():
-    weights = inverse_error_weights({"ema": 10.0, "linear": 5.0, "prophet": 1.0})
-    assert sum(weights.values()) == pytest.approx(1.0)
-    assert weights["prophet"] > weights["linear"] > weights["ema"]
-    assert weights["prophet"] / weights["ema"] == pytest.approx(11 / 2)  # (10 + 1) / (1 + 1)
-    with_missing = inverse_error_weights({"ema": 2.0, "linear": None, "prophet": float("nan")})
-    assert with_missing == {"ema": 1.0, "linear": 0.0, "prophet": 0.0}
-    assert sum(equal_weights(["a", "b", "c"]).values()) == pytest.approx(1.0)
+def _validation(actual: np.ndarray, **members: np.ndarray) -> F.Validation:
+    return F.Validation(np.array([f"e{i}" for i in range(len(actual))], dtype=object), np.zeros(len(actual), dtype=int), actual,
+                        np.ones(len(actual)), members)
+
+
+def test_stacked_weights_drop_a_member_that_loses_to_naive_and_sum_to_one():
+    rng = np.random.default_rng(0)
+    actual = rng.gamma(4, 10, (40, 7))
+    good = actual + rng.normal(0, 2, actual.shape)  # close to what happened
+    naive = actual + rng.normal(0, 8, actual.shape)  # the baseline, worse
+    bad = actual * 2.5 + 30  # loses to naive on every day
+    validation = _validation(actual, good=good, bad=bad, seasonal_naive=naive)
+    stacked = F.stack_weights(validation, ("good", "bad", "seasonal_naive"), shrink=0.0)
+    assert stacked["bad"] == 0.0 and stacked["good"] > 0.8
+    assert sum(stacked.values()) == pytest.approx(1.0)
+    shrunk = F.stack_weights(validation, ("good", "bad", "seasonal_naive"))  # the default: half-way to equal
+    assert shrunk["bad"] == pytest.approx(0.5 / 3) and shrunk["good"] > shrunk["seasonal_naive"] > shrunk["bad"]
+    assert sum(shrunk.values()) == pytest.approx(1.0)
+    # a member that ran for under half the rows takes no part; too little to learn from: equal weights
+    sparse = np.where(np.arange(40)[:, None] < 10, good, np.nan)
+    assert F.stack_weights(_validation(actual, sparse=sparse, bad=bad, seasonal_naive=naive),
+                           ("sparse", "bad", "seasonal_naive"), shrink=0.0)["sparse"] == 0.0
+    assert F.stack_weights(_validation(actual[:1], good=good[:1], seasonal_naive=naive[:1]), ("good", "seasonal_naive")) == {
+        "good": 0.5, "seasonal_naive": 0.5}
+
+
+def test_conformal_interval_is_the_quantiles_of_the_validation_errors():
+    rng = np.random.default_rng(1)
+    actual = rng.normal(100, 10, (300, 7))
+    validation = _validation(actual, flat=np.full(actual.shape, 100.0))
+    low, high = F.conformal_bounds(validation, {"flat": 1.0})
+    assert low == pytest.approx(-19.6, abs=1.5) and high == pytest.approx(19.6, abs=1.5)  # N(0, 10): ± 1.96 σ
+    fresh = rng.normal(100, 10, 20000)
+    assert 0.94 <= ((fresh >= 100 + low) & (fresh <= 100 + high)).mean() <= 0.96
 
 
 def test_error_metric_is_mae_where_actuals_have_zeros():
@@ -82,31 +106,38 @@ def test_error_metric_is_mae_where_actuals_have_zeros():
     assert forecast_error(np.array([0.0, 4.0]), np.array([1.0, 5.0]), "mae") == pytest.approx(1.0)
 
 
+def _one(values, spend=None, metric: str = "leads"):  # noqa: ANN001, ANN202
+    """A one-entity level through the ensemble as the assets run it."""
+    matrix = pd.DataFrame([np.asarray(values, dtype=float)], index=pd.Index(["e"], name="entity_id"), columns=DAYS[: len(values)])
+    spend = matrix if spend is None else pd.DataFrame([np.asarray(spend, dtype=float)], index=matrix.index, columns=matrix.columns)
+    return F.forecast_level(matrix, spend, ("ema", "linear", "swa", "ets", "theta"), metric=metric)
+
+
 def test_ten_points():
     series = _series([5, 6, 5, 7, 6, 8, 7, 6, 7, 8])
     forecasts = method_forecasts(series, 7)
-    assert "prophet" not in forecasts  # Prophet needs 14 points
-    assert validation_forecasts(series) is None  # too short to hold out 14 days
-    out = forecast_task({"leads": (series, None, {"ema": 0.2, "linear": 0.3, "prophet": 0.5})})
-    ensemble = out["leads"]["ensemble"]
-    assert len(ensemble.value) == 7 and (ensemble.value > 3).all() and (ensemble.value < 12).all()
+    assert "prophet" not in forecasts and "ets" not in forecasts  # the model fits need 14 points
+    result = _one(series.to_numpy())
+    assert result.calibration.rows == 0  # nothing to validate on: equal weights over what ran
+    ensemble = result.forecasts["ensemble"]
+    assert ensemble.value.shape == (1, 7) and (ensemble.value > 3).all() and (ensemble.value < 12).all()
+    assert (ensemble.lower <= ensemble.value).all() and (ensemble.value <= ensemble.upper).all()
 
 
 def test_all_zeros():
-    series = _series(np.zeros(40))
-    out = forecast_task({"leads": (series, None, equal_weights(["ema", "linear", "prophet"]))})
-    ensemble = out["leads"]["ensemble"]
+    leads = _one(np.zeros(40), spend=np.full(40, 10.0))  # spent, never a lead
+    ensemble = leads.forecasts["ensemble"]
     assert (ensemble.value == 0).all() and (ensemble.lower == 0).all() and (ensemble.upper >= 0).all()
-    actual, predicted = validation_forecasts(series)
-    assert error_metric_for(actual) == "mae"
-    assert all(forecast_error(actual, p, "mae") == 0 for p in predicted.values())
+    assert leads.calibration.member_errors["ema"] == 0 and leads.calibration.member_errors[BASELINE] == 0
 
 
 def test_forecasts_are_never_negative():
     falling = _series(np.linspace(20, 1, 40))
     for forecast in method_forecasts(falling, 7).values():
         assert (forecast.value >= 0).all() and (forecast.lower >= 0).all()
-    assert (ensemble_prediction({"ema": np.array([-1.0]), "linear": np.array([-3.0])}, {"ema": 0.5, "linear": 0.5}) >= 0).all()
+    assert (stacked_prediction({"ema": np.array([[-1.0]]), "linear": np.array([[-3.0]])}, {"ema": 0.5, "linear": 0.5}) >= 0).all()
+    result = _one(falling.to_numpy())
+    assert (result.ensemble.value >= 0).all() and (result.ensemble.lower >= 0).all()
 
 
 def test_cpl_series_is_trailing_and_missing_without_leads():
@@ -121,8 +152,30 @@ def test_cpl_series_is_trailing_and_missing_without_leads():
     assert cpl.iloc[6] == pytest.approx(35.0)  # 70 over the last 7 days, still the 2 leads
     assert np.isnan(cpl.iloc[7])  # the lead has left the 7-day window
     assert metric_series(daily, "leads").sum() == 2
-    out = forecast_task({"cpl": (cpl, None, equal_weights(["ema", "linear", "prophet"]))})
-    assert out == {}  # no lead in the last week: no CPL to extend
+    matrix = F.series_matrix(daily.assign(entity_id="e"), "cpl")
+    spend = F.series_matrix(daily.assign(entity_id="e"), "spend")
+    assert F.forecast_level(matrix, spend, ("ema", "linear"), metric="cpl").forecasts == {}  # no lead in the last week
+
+
+def test_a_stopped_entity_is_forecast_as_stopped_and_a_restarted_one_resumes():
+    rng = np.random.default_rng(5)
+    spend = rng.gamma(5, 20, 60)
+    leads = rng.poisson(4, 60).astype(float)
+    paused = spend.copy()
+    paused[-1] = 0.0  # no delivery on the last day
+    paused_leads = np.where(paused > 0, leads, 0.0)
+    for metric, values in (("spend", paused), ("leads", paused_leads)):
+        result = _one(values, spend=paused, metric=metric)
+        assert "ensemble" not in result.forecasts
+        stopped = result.forecasts[STOPPED]
+        assert list(stopped.entities) == ["e"] and (stopped.value == 0).all() and (stopped.upper == 0).all()
+        assert BASELINE in result.forecasts  # the baseline is still recorded beside it
+    assert _one(np.full(60, 30.0), spend=paused, metric="cpl").forecasts == {}  # a stopped entity's CPL: none
+    restarted = paused.copy()
+    restarted[-8:-1] = 0.0  # a week off
+    restarted[-1] = spend[-1]  # and back on the last day
+    result = _one(restarted, metric="spend")
+    assert STOPPED not in result.forecasts and (result.forecasts["ensemble"].value > 0).all()
 
 
 def test_a_spike_on_the_last_day_is_not_extended_as_a_new_level():
@@ -209,39 +262,48 @@ def test_the_level_matrix_and_its_vectorised_methods_equal_the_per_entity_ones(m
 
 
 @pytest.mark.parametrize("metric", ["spend", "cpl"])
-def test_level_validation_weights_and_forecasts_equal_the_per_entity_path(metric):
-    """Every method (Prophet, ETS and Theta row by row included), the pooled weights, each entity's
-    validation and its ensemble forecast: as the per-entity functions compute them."""
-    from ads_ml.ml import forecasting as F
-
+def test_rolling_validation_and_forecasts_equal_the_per_entity_path(metric):
+    """Every member at every origin of the rolling validation (ETS and Theta in statsforecast's long
+    frame, Prophet row by row), and the ensemble forecast: as the per-entity functions compute them."""
     daily, end = _level_daily(16, seed=2)
     matrix = F.series_matrix(daily, metric, end)
+    spend = F.series_matrix(daily, "spend", end).reindex(index=matrix.index, columns=matrix.columns)
     series = {e: metric_series(rows, metric, end) for e, rows in daily.groupby("entity_id")}
-    actual, predicted = F.level_validation(matrix)
-    calibration = F.calibrate(actual, predicted, int(F.history_days(matrix).max()))
-    validated = {e: v for e in matrix.index if (v := validation_forecasts(series[e])) is not None}
-    assert set(validated) == set(actual.index) and len(validated) >= 8
-    name = "mape" if all(error_metric_for(a) == "mape" for a, _p in validated.values()) else "mae"
-    assert calibration.error_metric == name
-    methods = ["ema", "linear", "prophet", "ets", "theta", "swa"]
-    mean_errors = {m: np.mean([forecast_error(a, p[m], name) for a, p in validated.values() if m in p]) for m in methods}
-    expected = inverse_error_weights(mean_errors)
-    assert calibration.weights == pytest.approx(expected, rel=1e-6)  # ETS / Prophet optimiser noise
-    checks = calibration.per_entity.set_index("entity_id")
-    for entity, (a, p) in validated.items():
-        assert checks.loc[entity, "ensemble_error"] == pytest.approx(
-            forecast_error(a, ensemble_prediction(p, expected), error_metric_for(a)), rel=1e-6)
-        assert checks.loc[entity, "baseline_error"] == pytest.approx(forecast_error(a, p[BASELINE], error_metric_for(a)), rel=1e-6)
+    members = ("ema", "linear", "prophet", "ets", "theta", "swa", BASELINE)
+    validation = F.rolling_validation(matrix, spend, members, windows=2)
+    assert len(validation.entities) >= 12
+    assert set(validation.origins) == {matrix.shape[1] - 14, matrix.shape[1] - 7}
+    for i, (entity, origin) in enumerate(zip(validation.entities, validation.origins)):
+        one = method_forecasts(series[entity].loc[: matrix.columns[origin - 1]], 7, methods=members)
+        for member in members:
+            expected = one[member].value if member in one else np.full(7, np.nan)
+            np.testing.assert_allclose(validation.members[member][i], expected, rtol=1e-6, err_msg=f"{entity} {member}")
+    weights = F.stack_weights(validation, members)
+    result = F.stacked_forecasts(matrix, spend, weights, (-2.0, 3.0), members, metric=metric)
+    for i, entity in enumerate(result["ensemble"].entities):
+        one = method_forecasts(series[entity], 7, methods=members)
+        expected = stacked_prediction({m: one[m].value[None, :] for m in members if m in one}, weights)[0]
+        np.testing.assert_allclose(result["ensemble"].value[i], expected, rtol=1e-6)
+        np.testing.assert_allclose(result[BASELINE].row(i).value, one[BASELINE].value, rtol=1e-9)
+        scale = F.series_scale(series[entity].to_numpy()[None, :])[0]
+        np.testing.assert_allclose(result["ensemble"].upper[i], expected + 3.0 * scale, rtol=1e-6)
+    assert len(result["ensemble"].entities) >= 8
 
-    level = F.level_forecasts(matrix, calibration.weights)
-    one_by_one = {e: out[metric] for e in matrix.index
-                  if metric in (out := forecast_task({metric: (series[e], None, calibration.weights)}))}
-    assert list(level["ensemble"].entities) == sorted(one_by_one) and len(one_by_one) >= 8
-    for i, entity in enumerate(level["ensemble"].entities):
-        for method in ("ensemble", BASELINE):
-            np.testing.assert_allclose(level[method].row(i).value, one_by_one[entity][method].value, rtol=1e-6)
-            # Prophet's interval is a simulation (same seed): equal up to its float noise
-            np.testing.assert_allclose(level[method].row(i).upper, one_by_one[entity][method].upper, rtol=1e-6)
+
+def test_the_ensemble_interval_covers_95_percent_of_unseen_days():
+    """Conformal on validation: on series it never saw, about 95 % of the held-out days fall inside."""
+    daily, end = _level_daily(120, seed=7)
+    holdout_end = end - pd.Timedelta(days=7)
+    inside = []
+    for metric in ("spend", "leads"):
+        history = daily.loc[daily["date"] <= holdout_end]
+        matrix = F.series_matrix(history, metric, holdout_end)
+        result = F.forecast_level(matrix, F.series_matrix(history, "spend", holdout_end), ("ema", "linear", "swa"), metric=metric)
+        ensemble = result.forecasts["ensemble"]
+        truth = (daily.loc[daily["date"] > holdout_end].pivot_table(index="entity_id", columns="date", values=metric)
+                 .reindex(index=ensemble.entities, columns=ensemble.dates).fillna(0.0).to_numpy())
+        inside.append(((truth >= ensemble.lower - 1e-9) & (truth <= ensemble.upper + 1e-9)).ravel())
+    assert 0.9 <= np.concatenate(inside).mean() <= 0.99
 
 
 def test_a_level_forecast_runs_only_the_methods_asked_for(monkeypatch):

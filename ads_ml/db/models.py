@@ -369,6 +369,9 @@ class EnsembleWeight(Base):
     error_metric: Mapped[str] = mapped_column(String(8))
     baseline_error: Mapped[float | None] = mapped_column(Float)
     n_entities: Mapped[int] = mapped_column(Integer)
+    #: the ensemble's 95 % interval: forecast + interval_low / interval_high × the entity's scale
+    interval_low: Mapped[float | None] = mapped_column(Float)
+    interval_high: Mapped[float | None] = mapped_column(Float)
     reference_date: Mapped[dt.date] = mapped_column(Date)
     calibrated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 

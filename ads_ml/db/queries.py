@@ -66,6 +66,8 @@ class EnsembleCalibration:
     error_metric: dict[str, str]
     pooled_errors: dict[str, dict[str, float | None]]
     per_entity: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: per metric the conformal interval (low, high): forecast + each × the entity's scale
+    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
 def reference_date(engine: Engine, account_id: str) -> dt.date | None:
@@ -275,7 +277,8 @@ def load_calibration(engine: Engine, account_id: str, entity_type: str, baseline
     w, v = EnsembleWeight, ForecastValidation
     with engine.connect() as conn:
         weights = conn.execute(
-            select(w.metric, w.method, w.weight, w.validation_error, w.error_metric, w.baseline_error, w.reference_date)
+            select(w.metric, w.method, w.weight, w.validation_error, w.error_metric, w.baseline_error, w.reference_date,
+                   w.interval_low, w.interval_high)
             .where(w.account_id == account_id, w.entity_type == entity_type)
         ).all()
         validation = pd.read_sql(
@@ -286,15 +289,18 @@ def load_calibration(engine: Engine, account_id: str, entity_type: str, baseline
     by_metric: dict[str, dict[str, float]] = {}
     error_metric: dict[str, str] = {}
     pooled: dict[str, dict[str, float | None]] = {}
+    intervals: dict[str, tuple[float, float]] = {}
     for r in weights:
         by_metric.setdefault(r.metric, {})[r.method] = float(r.weight)
         error_metric[r.metric] = r.error_metric
         pooled.setdefault(r.metric, {})[r.method] = r.validation_error
         pooled[r.metric][baseline] = r.baseline_error
+        if r.interval_low is not None and r.interval_high is not None:
+            intervals[r.metric] = (float(r.interval_low), float(r.interval_high))
     if len(validation):
         validation["beat_baseline"] = validation["beat_baseline"].astype(bool)
     ref = max((_as_date(r.reference_date) for r in weights), default=None)
-    return EnsembleCalibration(ref, by_metric, error_metric, pooled, validation)
+    return EnsembleCalibration(ref, by_metric, error_metric, pooled, validation, intervals)
 
 
 def account_states(engine: Engine) -> dict[str, bool]:

@@ -8,18 +8,17 @@ seasonal-naive baseline. Pure code: series in, small frames out.
 - Every method returns a :class:`Forecast` (value, 95 % interval) clipped at zero, fitted on the
   series without its one-off outliers (:func:`clean_outliers`: a spend spike on the last day is
   not a new level); the seasonal-naive baseline sees the series as it is.
-- Validation: fit on the series without its last ``ENSEMBLE_VALIDATION_DAYS`` days, forecast them,
-  score with MAPE in percent or — when an actual is zero — MAE (:func:`error_metric_for`).
 - Prophet runs in-process (:class:`~ads_ml.ml.prophet_fast.FastProphet`: Prophet's model and
   optimiser path, the same forecast without a CmdStan process per fit).
-- Ensemble: ``w ∝ 1 / (error + 1)``, weights summing to 1; equal when the history is at most
-  validation + 7 days. Which methods each level uses: ``settings.forecast_methods(level)``.
-- Two readings of the same computation: per entity (:func:`method_forecasts`,
-  :func:`validation_forecasts`, :func:`forecast_task`: the plain statement of the rules) and one
-  pass over a level (:func:`series_matrix` → :func:`level_validation` / :func:`calibrate` /
-  :func:`level_forecasts`: every entity a row of one entity × day matrix, the vectorisable methods
-  computed for all rows at once, the per-series fits batched). The assets use the second; tests
-  assert both agree.
+- One pass over a level: every entity a row of one entity × day matrix (:func:`series_matrix`),
+  the vectorisable methods computed for all rows at once, ETS and Theta in statsforecast's own
+  long-frame call, Prophet batched by the fan-out. The per-entity functions (:func:`method_forecasts`)
+  state the same rules one series at a time; tests assert both agree.
+- The ensemble (:func:`calibrate_stack` → :func:`stacked_forecasts`): weights learnt on rolling-origin
+  validation over several weeks (stacked, shrunk half-way to equal), a conformal 95 % interval from
+  the same validation's errors, stopped entities forecast as stopped. Which members each level
+  uses: ``settings.forecast_methods(level)``; what it gains is measured by
+  ``benchmarks/forecasts_real.py`` on real data and two generators.
 """
 
 from __future__ import annotations
@@ -240,20 +239,6 @@ def forecast_error(actual: np.ndarray, predicted: np.ndarray, metric: str) -> fl
     return float(np.mean(np.abs(actual - predicted)))
 
 
-def inverse_error_weights(errors: dict[str, float]) -> dict[str, float]:
-    """``w ∝ 1 / (error + 1)`` over the methods with a finite error; sums to 1."""
-    raw = {m: 1.0 / (e + 1.0) for m, e in errors.items() if e is not None and np.isfinite(e)}
-    if not raw:
-        return equal_weights(errors)
-    total = sum(raw.values())
-    return {m: raw.get(m, 0.0) / total for m in errors}
-
-
-def equal_weights(methods) -> dict[str, float]:  # noqa: ANN001
-    methods = list(methods)
-    return {m: 1.0 / len(methods) for m in methods}
-
-
 def method_forecasts(series: pd.Series, horizon: int, prophet_params: dict | None = None,
                      *, intervals: bool = True, methods: tuple[str, ...] = settings.FORECAST_METHODS) -> dict[str, Forecast]:
     """Every method of ``methods`` that the series' length allows (Prophet, ETS and Theta from
@@ -270,65 +255,6 @@ def method_forecasts(series: pd.Series, horizon: int, prophet_params: dict | Non
     if "swa" in methods:
         out["swa"] = forecast_seasonal_window_average(clean, horizon)
     out[BASELINE] = forecast_seasonal_naive(series, horizon)
-    return out
-
-
-def validation_forecasts(series: pd.Series, prophet_params: dict | None = None,
-                         validation_days: int = settings.ENSEMBLE_VALIDATION_DAYS,
-                         methods: tuple[str, ...] = settings.FORECAST_METHODS,
-                         ) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
-    """Hold out the last ``validation_days`` days, forecast them with every method (and the
-    baseline) from the rest: ``(actual, {method: predicted})`` on the days with an actual, or None
-    when the history is too short. The per-entity reading of :func:`level_validation`."""
-    if series.notna().sum() < validation_days + settings.FORECAST_MIN_POINTS:
-        return None
-    train, test = series.iloc[:-validation_days], series.iloc[-validation_days:]
-    if train.notna().sum() < settings.FORECAST_MIN_POINTS or test.notna().sum() == 0:
-        return None
-    forecasts = method_forecasts(train, validation_days, prophet_params, intervals=False, methods=methods)
-    mask = test.notna().to_numpy()
-    return test.to_numpy()[mask], {m: f.value[mask] for m, f in forecasts.items()}
-
-
-def ensemble_prediction(predictions: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray:
-    """The weighted ensemble of point predictions (weights renormalised over the methods present)."""
-    present = {m: w for m, w in weights.items() if m in predictions and m != BASELINE}
-    if not present or sum(present.values()) <= 0:
-        present = equal_weights([m for m in predictions if m != BASELINE])
-    total = sum(present.values())
-    return np.clip(sum(w / total * predictions[m] for m, w in present.items()), 0, None)
-
-
-def combine(forecasts: dict[str, Forecast], weights: dict[str, float]) -> Forecast:
-    """Weighted ensemble of the methods present (value and interval bounds alike)."""
-    first = next(iter(forecasts.values()))
-    return Forecast(
-        first.dates,
-        ensemble_prediction({m: f.value for m, f in forecasts.items()}, weights),
-        ensemble_prediction({m: f.lower for m, f in forecasts.items()}, weights),
-        ensemble_prediction({m: f.upper for m, f in forecasts.items()}, weights),
-    )
-
-
-def forecast_task(payload: dict, methods: tuple[str, ...] = settings.FORECAST_METHODS) -> dict[str, dict[str, Forecast]]:
-    """One entity's forecasts: ``{metric: (series, prophet_params, weights)}`` →
-    ``{metric: {"ensemble": Forecast, BASELINE: Forecast}}`` (metrics with too little history
-    are left out). The per-entity reading of :func:`level_forecasts`."""
-    out = {}
-    for metric, (series, params, weights) in payload.items():
-        if series.notna().sum() < settings.FORECAST_MIN_POINTS or np.isnan(series.iloc[-1]):
-            continue  # too little history, or (trailing CPL) no lead in the last 7 days: nothing to extend
-        horizon = settings.FORECAST_HORIZON_DAYS
-        forecasts = {
-            m: f for m, f in method_forecasts(series, horizon, params, methods=methods).items()
-            if np.isfinite(f.value).all() and np.isfinite(f.lower).all() and np.isfinite(f.upper).all()
-        }
-        if BASELINE not in forecasts or len(forecasts) < 2:
-            continue
-        history_days = len(series)
-        if history_days <= settings.ENSEMBLE_VALIDATION_DAYS + 7:
-            weights = equal_weights(methods)
-        out[metric] = {"ensemble": combine(forecasts, weights), BASELINE: forecasts[BASELINE]}
     return out
 
 
@@ -513,8 +439,10 @@ def seasonal_window_average_matrix(matrix: pd.DataFrame, horizon: int,
     return _level(matrix, horizon, value, spread)
 
 
-#: Methods fitted one series at a time (the rest run on the whole matrix at once).
+#: Methods fitted one series at a time (the rest run on the whole matrix at once): Prophet by the
+#: fan-out; ETS and Theta in statsforecast's own long-frame call (:func:`statsforecast_matrix`).
 ROW_METHODS = ("prophet", "ets", "theta")
+STATSFORECAST_METHODS = ("ets", "theta")
 
 
 def row_models_task(payload: tuple) -> dict[str, Forecast]:
@@ -538,32 +466,70 @@ def _sequential(fn, items):  # noqa: ANN001, ANN202
     return {key: fn(payload) for key, payload in items}
 
 
+def statsforecast_matrix(matrix: pd.DataFrame, horizon: int, methods: tuple[str, ...] = STATSFORECAST_METHODS,
+                         ) -> dict[str, LevelForecast]:
+    """statsforecast's AutoETS / AutoTheta of every row with at least ``FORECAST_MIN_POINTS_PROPHET``
+    values, all rows in one long-frame ``StatsForecast.forecast`` call per model (weekly season from
+    two seasons and two days of values, none below — as :func:`forecast_ets` /
+    :func:`forecast_theta`); each row's missing values are left out, as those functions do. Rows
+    too short: NaN. A series a model cannot fit gets statsforecast's fallback, seasonal naive."""
+    from statsforecast import StatsForecast
+    from statsforecast.models import AutoETS, AutoTheta, Naive, SeasonalNaive
+
+    classes = {"ets": AutoETS, "theta": AutoTheta}
+    level = int(settings.FORECAST_INTERVAL_WIDTH * 100)
+    values = matrix.to_numpy(dtype="float64")
+    counts = (~np.isnan(values)).sum(axis=1)
+    arrays = {m: [np.full((len(matrix), horizon), np.nan) for _ in range(3)] for m in methods if m in classes}
+    for season, rows in ((7, np.flatnonzero(counts >= 2 * 7 + 2)),
+                         (1, np.flatnonzero((counts >= settings.FORECAST_MIN_POINTS_PROPHET) & (counts < 2 * 7 + 2)))):
+        if len(rows) == 0 or not arrays:
+            continue
+        sub = values[rows]
+        r, c = np.nonzero(~np.isnan(sub))
+        position = np.cumsum(~np.isnan(sub), axis=1)[r, c]  # each value's place in its row's series
+        long = pd.DataFrame({"unique_id": rows[r], "ds": position, "y": sub[r, c]})
+        models = [classes[m](season_length=season, alias=m) for m in arrays]
+        fallback = SeasonalNaive(season_length=season) if season > 1 else Naive()
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            out = StatsForecast(models=models, freq=1, n_jobs=1, fallback_model=fallback).forecast(
+                df=long, h=horizon, level=[level])
+        out = out.reset_index() if "unique_id" not in out.columns else out
+        ids = out["unique_id"].to_numpy(dtype=int)
+        step = out.groupby("unique_id").cumcount().to_numpy()
+        for method, (value, lower, upper) in arrays.items():
+            for array, column in ((value, method), (lower, f"{method}-lo-{level}"), (upper, f"{method}-hi-{level}")):
+                array[ids, step] = out[column].to_numpy(dtype="float64")
+    dates = pd.date_range(matrix.columns.max() + pd.Timedelta(days=1), periods=horizon, freq="D")
+    return {m: LevelForecast(matrix.index, dates, *a).clipped() for m, a in arrays.items()}
+
+
 def level_method_forecasts(matrix: pd.DataFrame, horizon: int, params: dict | None = None, *,
                            methods: tuple[str, ...] = settings.FORECAST_METHODS, intervals: bool = True,
                            map_rows=None) -> dict[str, LevelForecast]:  # noqa: ANN001
     """:func:`method_forecasts` of every row of ``matrix``: ``{method: LevelForecast}`` with a row per
     entity, NaN where the method did not run on (or failed for) that entity. ``params`` maps an
     entity to its Prophet params. ``map_rows(fn, [(entity, payload)]) → {entity: result}`` runs the
-    per-series methods (default: in this process; the assets pass the fan-out, which sends them in
-    a few large batches per worker)."""
+    Prophet fits (default: in this process; the assets pass the fan-out, which sends them in a few
+    large batches per worker); ETS and Theta run in statsforecast's long-frame call."""
     clean = clean_outliers_matrix(matrix)
     vectorised = {"ema": ema_matrix, "linear": linear_matrix, "swa": seasonal_window_average_matrix}
     out = {m: fn(clean, horizon) for m, fn in vectorised.items() if m in methods}
-    row_methods = tuple(m for m in methods if m in ROW_METHODS)
-    if row_methods:
+    out.update(statsforecast_matrix(clean, horizon, tuple(m for m in methods if m in STATSFORECAST_METHODS)))
+    if "prophet" in methods:
         enough = clean.index[matrix.notna().sum(axis=1).to_numpy() >= settings.FORECAST_MIN_POINTS_PROPHET]
-        items = [(e, (row_series(clean, e), horizon, (params or {}).get(e), row_methods, intervals)) for e in enough]
+        items = [(e, (row_series(clean, e), horizon, (params or {}).get(e), ("prophet",), intervals)) for e in enough]
         results = (map_rows or _sequential)(row_models_task, items)
         dates = pd.date_range(matrix.columns.max() + pd.Timedelta(days=1), periods=horizon, freq="D")
         position = {e: i for i, e in enumerate(matrix.index)}
-        for method in row_methods:
-            arrays = [np.full((len(matrix), horizon), np.nan) for _ in range(3)]
-            for entity, forecasts in results.items():
-                if forecasts is not None and method in forecasts:
-                    f = forecasts[method]
-                    for array, part in zip(arrays, (f.value, f.lower, f.upper)):
-                        array[position[entity]] = part
-            out[method] = LevelForecast(matrix.index, dates, *arrays)
+        arrays = [np.full((len(matrix), horizon), np.nan) for _ in range(3)]
+        for entity, forecasts in results.items():
+            if forecasts is not None and "prophet" in forecasts:
+                f = forecasts["prophet"]
+                for array, part in zip(arrays, (f.value, f.lower, f.upper)):
+                    array[position[entity]] = part
+        out["prophet"] = LevelForecast(matrix.index, dates, *arrays)
     out[BASELINE] = seasonal_naive_matrix(matrix, horizon)
     for forecast in out.values():  # a method whose row is not finite did not run for that entity
         broken = ~(np.isfinite(forecast.value) & np.isfinite(forecast.lower) & np.isfinite(forecast.upper)).all(axis=1)
@@ -578,16 +544,137 @@ def row_series(matrix: pd.DataFrame, entity: str) -> pd.Series:
     return row.loc[first:].rename(None) if first is not None else row.iloc[:0]
 
 
-def level_ensemble(forecasts: dict[str, LevelForecast], weights: dict[str, float], part: str = "value") -> np.ndarray:
-    """:func:`ensemble_prediction` of every row: the weighted mean of the methods present in that row
-    (weights renormalised over them; equal weights when none of them is weighted), never negative."""
-    methods = [m for m in forecasts if m != BASELINE]
-    stacked = np.stack([getattr(forecasts[m], part) for m in methods])  # method × entity × day
+def history_days(matrix: pd.DataFrame) -> np.ndarray:
+    """Each row's series length: days from its first value to the last column."""
+    present = matrix.notna().to_numpy()
+    return np.where(present.any(axis=1), matrix.shape[1] - present.argmax(axis=1), 0)
+
+
+# --- the stacked ensemble: what the assets run ---------------------------------------------------
+# The members' weights are learnt on rolling-origin validation (the last FORECAST_VALIDATION_WINDOWS
+# weeks, each forecast from the days before it), pooled over a level's entities: the weights on the
+# simplex (w ≥ 0, Σ w = 1) with the least absolute error of the weighted forecast — a member that
+# does not help gets 0. Seasonal naive is a candidate member too (and stays the baseline). The 95 %
+# interval is conformal: the quantiles of the same validation's errors of the ensemble, each divided
+# by its entity's scale (its mean absolute day-to-day change). An entity without spend on its last
+# FORECAST_STOPPED_DAYS days is stopped: forecast as zero spend and leads, its CPL not forecast.
+
+STOPPED = "stopped"
+
+
+def stopped_rows(spend: pd.DataFrame, days: int = settings.FORECAST_STOPPED_DAYS) -> np.ndarray:
+    """Rows of an entity × day spend matrix without spend on their last ``days`` days."""
+    if spend.shape[1] < days:
+        return np.zeros(len(spend), dtype=bool)
+    return (np.nan_to_num(spend.to_numpy(dtype="float64")[:, -days:], nan=0.0) <= 0).all(axis=1)
+
+
+def series_scale(values: np.ndarray, days: int = 28) -> np.ndarray:
+    """Each row's scale for the interval: the mean absolute day-to-day change over its last ``days``
+    days; the mean absolute value where that is zero (a flat series); 1 where both are. (Measured
+    against the weekly change and the level on the real data: the day-to-day change gives 95–96 %
+    coverage on every metric, the weekly change 98 % on spend.)"""
+    recent = values[:, -days:]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        daily = np.nanmean(np.abs(np.diff(recent, axis=1)), axis=1) if recent.shape[1] > 1 else np.full(len(values), np.nan)
+        level = np.nanmean(np.abs(recent), axis=1)
+    scale = np.where(np.isfinite(daily) & (daily > 0), daily, level)
+    return np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
+
+
+@dataclass
+class Validation:
+    """Rolling-origin validation of one metric over a level: every (entity, origin) that had a
+    forecast, stacked as rows. ``members`` holds each member's predictions (NaN where it did not run)."""
+    entities: np.ndarray  # row -> entity id
+    origins: np.ndarray  # row -> the number of days its forecast was made from (the matrix' first columns)
+    actual: np.ndarray  # row × horizon (NaN where there is no actual)
+    scale: np.ndarray  # row
+    members: dict[str, np.ndarray]  # member -> row × horizon
+
+
+def rolling_validation(matrix: pd.DataFrame, spend: pd.DataFrame, members: tuple[str, ...], params: dict | None = None, *,
+                       windows: int = settings.FORECAST_VALIDATION_WINDOWS, horizon: int = settings.FORECAST_HORIZON_DAYS,
+                       map_rows=None) -> Validation:  # noqa: ANN001
+    """Forecast each of the last ``windows`` weeks of ``matrix`` from the days before it with every
+    member (the baseline included), for the entities that would have been forecast then (enough
+    history, a last value, not stopped). ``spend`` is the same entities' spend matrix."""
+    spend = spend.reindex(index=matrix.index, columns=matrix.columns)
+    methods = tuple(m for m in members if m != BASELINE)
+    parts = []
+    for k in range(windows, 0, -1):
+        cut = matrix.shape[1] - k * horizon
+        if cut < settings.FORECAST_MIN_POINTS:
+            continue
+        train, test = matrix.iloc[:, :cut], matrix.iloc[:, cut:cut + horizon]
+        values = train.to_numpy(dtype="float64")
+        ok = (((~np.isnan(values)).sum(axis=1) >= settings.FORECAST_MIN_POINTS) & ~np.isnan(values[:, -1])
+              & test.notna().any(axis=1).to_numpy() & ~stopped_rows(spend.iloc[:, :cut]))
+        if not ok.any():
+            continue
+        forecasts = level_method_forecasts(train.loc[ok], horizon, params, methods=methods, intervals=False, map_rows=map_rows)
+        parts.append((train.index[ok].to_numpy(), test.loc[ok].to_numpy(dtype="float64"), series_scale(values[ok]),
+                      {m: f.value for m, f in forecasts.items()}, np.full(int(ok.sum()), cut)))
+    if not parts:
+        empty = np.empty((0, horizon))
+        return Validation(np.array([], dtype=object), np.array([], dtype=int), empty, np.array([]), {m: empty for m in members})
+    return Validation(np.concatenate([p[0] for p in parts]), np.concatenate([p[4] for p in parts]),
+                      np.concatenate([p[1] for p in parts]),
+                      np.concatenate([p[2] for p in parts]),
+                      {m: np.concatenate([p[3].get(m, np.full(p[1].shape, np.nan)) for p in parts]) for m in members})
+
+
+def stack_weights(validation: Validation, members: tuple[str, ...],
+                  shrink: float = settings.FORECAST_STACK_SHRINK) -> dict[str, float]:
+    """The members' weights: ``(1 − shrink) ·`` the stacked weights ``+ shrink ·`` equal weights.
+
+    The stacked weights are those on the simplex (w ≥ 0, Σ w = 1) with the least total absolute
+    error of the weighted forecast over the validation's days (a linear programme, HiGHS): a member
+    that adds nothing gets 0. Only the members that ran for at least half the rows take part, over
+    the rows where all of them ran. Shrinking half-way to equal weights is what held on data the
+    weights were not learnt on (``benchmarks/forecasts_real.py``: on the real data the weeks after
+    the validation differ from it, and the plain stacked weights lost to AutoETS on spend while the
+    half-way mix beat it on every generator and on real spend and clicks). Equal weights over the
+    members that ran when there is too little to learn from."""
+    from scipy.optimize import linprog
+    from scipy.sparse import csr_matrix, hstack, identity, vstack
+
+    ran = {m: ~np.isnan(validation.members[m]).any(axis=1) for m in members}
+    used = [m for m in members if len(validation.actual) and ran[m].mean() >= 0.5]
+    rows = np.logical_and.reduce([ran[m] for m in used]) if used else np.array([], dtype=bool)
+    if len(used) < 2 or rows.sum() < 3:
+        fallback = used or [m for m in members if m in ("ema", "linear", "swa")] or list(members)
+        return {m: (1.0 / len(fallback) if m in fallback else 0.0) for m in members}
+    actual = validation.actual[rows]
+    present = ~np.isnan(actual)
+    y = actual[present]
+    x = np.column_stack([validation.members[m][rows][present] for m in used])
+    n, k = x.shape
+    scale = max(float(np.mean(np.abs(y))), 1e-9)  # a well-conditioned programme; the same optimum
+    x, y = x / scale, y / scale
+    ones = identity(n, format="csr")
+    a_ub = vstack([hstack([csr_matrix(x), -ones]), hstack([csr_matrix(-x), -ones])], format="csr")
+    b_ub = np.concatenate([y, -y])
+    a_eq = csr_matrix(np.concatenate([np.ones(k), np.zeros(n)])[None, :])
+    cost = np.concatenate([np.zeros(k), np.ones(n)])
+    result = linprog(cost, A_ub=a_ub, b_ub=b_ub, A_eq=a_eq, b_eq=[1.0], bounds=[(0, None)] * (k + n), method="highs")
+    stacked = np.where(result.x[:k] < 0.01, 0.0, result.x[:k]) if result.success else np.ones(k)
+    stacked = stacked / stacked.sum()
+    w = (1 - shrink) * stacked + shrink / k
+    chosen = dict(zip(used, w))
+    return {m: float(chosen.get(m, 0.0)) for m in members}
+
+
+def stacked_prediction(predictions: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray:
+    """Row × day weighted sum of the members, the weights renormalised per row over the members
+    that ran for it (equal weights over those present when none of them is weighted); never negative."""
+    names = [m for m in predictions if weights.get(m, 0.0) > 0] or list(predictions)
+    stacked = np.stack([predictions[m] for m in names])
     present = ~np.isnan(stacked[:, :, 0])
-    w = np.array([max(weights.get(m, 0.0), 0.0) for m in methods])[:, None] * present
-    total = w.sum(axis=0)
-    unweighted = total <= 0
-    w[:, unweighted] = present[:, unweighted]
+    w = np.array([max(weights.get(m, 0.0), 0.0) for m in names])[:, None] * present
+    none = w.sum(axis=0) <= 0
+    w[:, none] = present[:, none]
     total = w.sum(axis=0)
     with np.errstate(all="ignore"):
         combined = np.nansum(stacked * (w / np.where(total > 0, total, np.nan))[:, :, None], axis=0)
@@ -595,99 +682,129 @@ def level_ensemble(forecasts: dict[str, LevelForecast], weights: dict[str, float
     return np.clip(combined, 0, None)
 
 
-def history_days(matrix: pd.DataFrame) -> np.ndarray:
-    """Each row's series length: days from its first value to the last column."""
-    present = matrix.notna().to_numpy()
-    return np.where(present.any(axis=1), matrix.shape[1] - present.argmax(axis=1), 0)
-
-
-def level_validation(matrix: pd.DataFrame, params: dict | None = None, *,
-                     validation_days: int = settings.ENSEMBLE_VALIDATION_DAYS,
-                     methods: tuple[str, ...] = settings.FORECAST_METHODS,
-                     map_rows=None) -> tuple[pd.DataFrame, dict[str, LevelForecast]]:  # noqa: ANN001
-    """:func:`validation_forecasts` of every row that allows one: the held-out actuals (entity × day,
-    NaN where there is none) and each method's point forecasts of them from the days before."""
-    counts = matrix.notna().sum(axis=1).to_numpy()
-    train, test = matrix.iloc[:, :-validation_days], matrix.iloc[:, -validation_days:]
-    ok = ((counts >= validation_days + settings.FORECAST_MIN_POINTS)
-          & (train.notna().sum(axis=1).to_numpy() >= settings.FORECAST_MIN_POINTS)
-          & (test.notna().sum(axis=1).to_numpy() > 0))
-    if matrix.shape[1] <= validation_days or not ok.any():
-        return test.iloc[:0], {}
-    forecasts = level_method_forecasts(train.loc[ok], validation_days, params, methods=methods,
-                                       intervals=False, map_rows=map_rows)
-    return test.loc[ok], forecasts
-
-
-def row_errors(actual: np.ndarray, predicted: np.ndarray, metric: str | np.ndarray) -> np.ndarray:
-    """:func:`forecast_error` of every row over its days with an actual (NaN where ``predicted`` is
-    missing); ``metric`` one name, or one per row."""
-    metric = np.broadcast_to(np.asarray(metric), (len(actual),))
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        absolute = np.abs(actual - predicted)
-        out = np.where(metric == "mape", np.nanmean(absolute / np.abs(actual), axis=1) * 100.0, np.nanmean(absolute, axis=1))
-    return np.where(np.isnan(predicted).all(axis=1), np.nan, out)
+def conformal_bounds(validation: Validation, weights: dict[str, float],
+                     width: float = settings.FORECAST_INTERVAL_WIDTH) -> tuple[float, float]:
+    """Quantiles (α/2 and 1 − α/2, finite-sample corrected) of the ensemble's validation errors
+    ``(actual − forecast) / scale``: the interval is ``forecast + q · scale`` for each. Without
+    validation errors: ± the normal quantile (one scale is one typical weekly change)."""
+    predicted = stacked_prediction(validation.members, weights) if len(validation.actual) else validation.actual
+    scores = ((validation.actual - predicted) / validation.scale[:, None]).ravel()
+    scores = scores[np.isfinite(scores)]
+    if len(scores) < 20:
+        return -Z, Z
+    alpha = 1 - width
+    n = len(scores)
+    low = float(np.quantile(scores, max(0.0, np.floor((n + 1) * alpha / 2) / n), method="lower"))
+    high = float(np.quantile(scores, min(1.0, np.ceil((n + 1) * (1 - alpha / 2)) / n), method="higher"))
+    return min(low, 0.0), max(high, 0.0)
 
 
 @dataclass
-class Calibration:
-    """Ensemble weights of one metric over a level's entities, and each entity's validation."""
+class StackCalibration:
+    """One metric's ensemble over a level: member weights, the conformal interval, what validation showed."""
     weights: dict[str, float]
-    error_metric: str
-    mean_errors: dict[str, float | None]
+    interval: tuple[float, float]
+    member_errors: dict[str, float | None]  # member (and the baseline) -> MAE over the validation days
     per_entity: pd.DataFrame  # entity_id, error_metric, ensemble_error, baseline_error, beat_baseline
+    rows: int  # (entity, origin) pairs validated
 
 
-def calibrate(actual: pd.DataFrame, forecasts: dict[str, LevelForecast], longest_history: int,
-              methods: tuple[str, ...] = settings.FORECAST_METHODS) -> Calibration:
-    """Pooled weights from :func:`level_validation`'s output: each method's mean error over the
-    entities (MAPE, or MAE when any actual is zero), ``w ∝ 1 / (error + 1)``; equal weights with no
-    validated entity or a history of at most validation + 7 days. Per entity: the ensemble's and
-    the baseline's error (MAPE, or MAE where that entity's actuals have a zero)."""
-    values = actual.to_numpy(dtype="float64")
-    zero = (np.abs(np.nan_to_num(values, nan=1.0)) < 1e-12).any(axis=1)
-    name = "mape" if len(values) and not zero.any() else "mae"
-    mean_errors: dict[str, float | None] = {}
-    for method in (*methods, BASELINE):
-        errors = row_errors(values, forecasts[method].value, name) if method in forecasts else np.array([])
-        errors = errors[~np.isnan(errors)]
-        mean_errors[method] = float(np.mean(errors)) if len(errors) else None
-    if longest_history <= settings.ENSEMBLE_VALIDATION_DAYS + 7 or len(values) == 0:
-        weights = equal_weights(methods)
-    else:
-        weights = inverse_error_weights({m: mean_errors[m] for m in methods})
+def calibrate_stack(matrix: pd.DataFrame, spend: pd.DataFrame, members: tuple[str, ...], params: dict | None = None,
+                    *, windows: int = settings.FORECAST_VALIDATION_WINDOWS, map_rows=None) -> StackCalibration:  # noqa: ANN001
+    """Rolling-origin validation, then the members' weights (:func:`stack_weights`), the interval
+    (:func:`conformal_bounds`) and per entity the ensemble's and the baseline's error over the
+    validation days (MAPE, or MAE where that entity's actuals have a zero)."""
+    members = tuple(dict.fromkeys((*members, BASELINE)))
+    validation = rolling_validation(matrix, spend, members, params, windows=windows, map_rows=map_rows)
+    weights = stack_weights(validation, members)
+    interval = conformal_bounds(validation, weights)
+    errors = {}
+    for m in members:
+        e = np.abs(validation.members[m] - validation.actual)
+        errors[m] = float(np.nanmean(e)) if np.isfinite(e).any() else None
     per_entity = pd.DataFrame(columns=["entity_id", "error_metric", "ensemble_error", "baseline_error", "beat_baseline"])
-    if len(values):
-        entity_metric = np.where(zero, "mae", "mape")
-        ensemble = row_errors(values, level_ensemble(forecasts, weights), entity_metric)
-        baseline = row_errors(values, forecasts[BASELINE].value, entity_metric)
-        per_entity = pd.DataFrame({"entity_id": actual.index.astype(str), "error_metric": entity_metric,
-                                   "ensemble_error": ensemble, "baseline_error": baseline,
-                                   "beat_baseline": ensemble < baseline})
-    return Calibration(weights, name, mean_errors, per_entity)
+    if len(validation.actual):
+        ensemble = stacked_prediction(validation.members, weights)
+        frame = pd.DataFrame({"entity_id": np.repeat(validation.entities.astype(str), validation.actual.shape[1]),
+                              "actual": validation.actual.ravel(), "ensemble": ensemble.ravel(),
+                              "baseline": validation.members[BASELINE].ravel()}).dropna()
+        rows = []
+        for entity, group in frame.groupby("entity_id", sort=True):
+            actual = group["actual"].to_numpy()
+            metric = error_metric_for(actual)
+            rows.append({"entity_id": entity, "error_metric": metric,
+                         "ensemble_error": forecast_error(actual, group["ensemble"].to_numpy(), metric),
+                         "baseline_error": forecast_error(actual, group["baseline"].to_numpy(), metric)})
+        if rows:
+            per_entity = pd.DataFrame(rows)
+            per_entity["beat_baseline"] = per_entity["ensemble_error"] < per_entity["baseline_error"]
+    return StackCalibration(weights, interval, errors, per_entity, len(validation.actual))
 
 
-def level_forecasts(matrix: pd.DataFrame, weights: dict[str, float], params: dict | None = None, *,
-                    horizon: int = settings.FORECAST_HORIZON_DAYS,
-                    methods: tuple[str, ...] = settings.FORECAST_METHODS,
-                    map_rows=None) -> dict[str, LevelForecast]:  # noqa: ANN001
-    """:func:`forecast_task` of every row: ``{"ensemble": …, BASELINE: …}`` over the entities that
-    get a forecast (enough history, a last value, the baseline and at least one method); entities
-    with a history of at most validation + 7 days get equal weights."""
+def stacked_forecasts(matrix: pd.DataFrame, spend: pd.DataFrame, weights: dict[str, float], interval: tuple[float, float],
+                      members: tuple[str, ...], params: dict | None = None, *, metric: str = "spend",
+                      horizon: int = settings.FORECAST_HORIZON_DAYS, map_rows=None) -> dict[str, LevelForecast]:  # noqa: ANN001
+    """``{"ensemble": …, BASELINE: …, STOPPED: …}`` for the level's entities: the weighted members
+    with the conformal interval for those with enough history and a last value; the stopped ones
+    (no spend on their last days) as zero — their CPL (``metric="cpl"``) is not forecast; the
+    seasonal-naive baseline for every entity forecast either way."""
+    members = tuple(dict.fromkeys((*members, BASELINE)))
+    spend = spend.reindex(index=matrix.index, columns=matrix.columns)
     values = matrix.to_numpy(dtype="float64")
-    ok = (~np.isnan(values)).sum(axis=1) >= settings.FORECAST_MIN_POINTS
+    ok = ((~np.isnan(values)).sum(axis=1) >= settings.FORECAST_MIN_POINTS)
     ok &= ~np.isnan(values[:, -1]) if values.shape[1] else ok
-    rows = matrix.loc[ok]
-    if len(rows) == 0:
-        return {}
-    forecasts = level_method_forecasts(rows, horizon, params, methods=methods, map_rows=map_rows)
-    present = np.stack([~np.isnan(f.value[:, 0]) for m, f in forecasts.items() if m != BASELINE]).sum(axis=0)
-    keep = ~np.isnan(forecasts[BASELINE].value[:, 0]) & (present >= 1)
-    short = history_days(rows) <= settings.ENSEMBLE_VALIDATION_DAYS + 7
-    parts = {}
-    for part in ("value", "lower", "upper"):
-        parts[part] = np.where(short[:, None], level_ensemble(forecasts, equal_weights(methods), part),
-                               level_ensemble(forecasts, weights, part))
-    ensemble = LevelForecast(rows.index, forecasts[BASELINE].dates, parts["value"], parts["lower"], parts["upper"])
-    return {"ensemble": ensemble.take(np.flatnonzero(keep)), BASELINE: forecasts[BASELINE].take(np.flatnonzero(keep))}
+    stopped = stopped_rows(spend) & ok
+    live = ok & ~stopped
+    dates = pd.date_range(matrix.columns.max() + pd.Timedelta(days=1), periods=horizon, freq="D") if matrix.shape[1] else None
+    out = {}
+    if live.any():
+        rows = matrix.loc[live]
+        forecasts = level_method_forecasts(rows, horizon, params, methods=tuple(m for m in members if m != BASELINE),
+                                           intervals=False, map_rows=map_rows)
+        value = stacked_prediction({m: f.value for m, f in forecasts.items() if m in members}, weights)
+        scale = series_scale(rows.to_numpy(dtype="float64"))[:, None]
+        low, high = interval
+        keep = np.flatnonzero(np.isfinite(value).all(axis=1))
+        ensemble = LevelForecast(rows.index, dates, value, value + low * scale, value + high * scale).clipped()
+        out["ensemble"] = ensemble.take(keep)
+        out[BASELINE] = forecasts[BASELINE].take(keep)
+    if stopped.any():
+        rows = matrix.loc[stopped]
+        zero = np.zeros((len(rows), horizon))
+        baseline = seasonal_naive_matrix(rows, horizon)
+        if metric != "cpl":
+            out[STOPPED] = LevelForecast(rows.index, dates, zero, zero.copy(), zero.copy())
+            out[BASELINE] = _concat(out.get(BASELINE), baseline)
+    return out
+
+
+def _concat(a: LevelForecast | None, b: LevelForecast) -> LevelForecast:
+    if a is None:
+        return b
+    return LevelForecast(a.entities.append(b.entities), a.dates, *(np.concatenate([getattr(a, p), getattr(b, p)])
+                                                                  for p in ("value", "lower", "upper")))
+
+
+@dataclass
+class LevelResult:
+    calibration: StackCalibration
+    forecasts: dict[str, LevelForecast]
+
+    @property
+    def ensemble(self) -> LevelForecast:
+        """The ensemble's and the stopped entities' forecasts together (what a reader of the level sees)."""
+        parts = [self.forecasts[k] for k in ("ensemble", STOPPED) if k in self.forecasts]
+        if not parts:
+            return LevelForecast(pd.Index([]), pd.DatetimeIndex([]), *(np.empty((0, 0)) for _ in range(3)))
+        out = parts[0]
+        for part in parts[1:]:
+            out = _concat(out, part)
+        return out
+
+
+def forecast_level(matrix: pd.DataFrame, spend: pd.DataFrame, members: tuple[str, ...], params: dict | None = None, *,
+                   metric: str = "spend", map_rows=None) -> LevelResult:  # noqa: ANN001
+    """:func:`calibrate_stack` then :func:`stacked_forecasts` (the two assets' work, in one call)."""
+    calibration = calibrate_stack(matrix, spend, members, params, map_rows=map_rows)
+    return LevelResult(calibration, stacked_forecasts(matrix, spend, calibration.weights, calibration.interval, members,
+                                                      params, metric=metric, map_rows=map_rows))

@@ -21,14 +21,13 @@ from ads_ml.defs.partitions import ad_account_partitions
 from ads_ml.defs.resources import DatabaseResource, FanoutResource, ModelStoreResource
 from ads_ml.ml.forecasting import (
     BASELINE,
-    calibrate,
-    equal_weights,
-    history_days,
-    level_forecasts,
-    level_validation,
+    STOPPED,
+    Z,
+    calibrate_stack,
     metric_series,
     row_series,
     series_matrix,
+    stacked_forecasts,
 )
 from ads_ml.ml.prophet_tuning import TuningResult, tune_or_skip
 
@@ -172,11 +171,13 @@ def build_ensemble_weights_asset(level: str) -> dg.AssetsDefinition:
         kinds={"pandas", "sql"},
         owners=OWNERS,
         description=(
-            f"Ensemble weights ({', '.join(settings.FORECAST_METHODS_BY_LEVEL[level])} by default; "
-            f"ADS_ML_FORECAST_METHODS_{level.upper()}) per metric for the account's {level}s: each method "
-            "forecasts the last 14 days from the rest, for all entities in one pass over the level's "
-            "entity × day matrix; w ∝ 1/(error + 1) with MAPE, or MAE where actuals are zero; equal "
-            "weights with ≤ 21 days of history. Also the seasonal-naive baseline's error."
+            f"Ensemble weights ({', '.join(settings.FORECAST_METHODS_BY_LEVEL[level])} and seasonal naive by "
+            f"default; ADS_ML_FORECAST_METHODS_{level.upper()}) per metric for the account's {level}s, learnt on "
+            f"rolling-origin validation: each of the last {settings.FORECAST_VALIDATION_WINDOWS} weeks forecast "
+            "from the days before it, for all entities in one pass over the level's entity × day matrix; the "
+            "weights with the least absolute error on the simplex, mixed half-way with equal weights; the "
+            "95 % interval from the quantiles of the same validation's errors (conformal). Also each "
+            "member's and the seasonal-naive baseline's validation error."
         ),
     )
     @retry_transient
@@ -189,43 +190,43 @@ def build_ensemble_weights_asset(level: str) -> dg.AssetsDefinition:
         engine = database.engine()
         methods = settings.forecast_methods(level)
         params = load_prophet_params(engine, insights.account_id, level)
-        recent = pd.Timestamp(insights.reference_date) - pd.Timedelta(days=7)
-        active = set(insights.daily.loc[(insights.daily["date"] > recent) & (insights.daily["spend"] > 0), "entity_id"].astype(str))
         end = pd.Timestamp(insights.reference_date)
-        weights, metrics_used, pooled, per_entity, rows, failed = {}, {}, {}, [], [], {}
+        spend = series_matrix(insights.daily, "spend", end)
+        weights, metrics_used, pooled, per_entity, rows, failed, intervals = {}, {}, {}, [], [], {}, {}
         for metric in settings.FORECAST_METRICS:
             matrix = series_matrix(insights.daily, metric, end)
-            matrix = matrix.loc[matrix.index.isin(active)]
-            actual, predicted = level_validation(
-                matrix, _params_for(params, metric), methods=methods,
+            calibration = calibrate_stack(
+                matrix, spend, methods, _params_for(params, metric),
                 map_rows=fanout.mapper(label=f"{level} {metric} validations", log=context.log, errors=failed))
-            longest = int(history_days(matrix).max()) if len(matrix) else 0
-            calibration = calibrate(actual, predicted, longest, methods)
-            weights[metric], metrics_used[metric], pooled[metric] = (
-                calibration.weights, calibration.error_metric, calibration.mean_errors)
+            weights[metric], metrics_used[metric], pooled[metric] = calibration.weights, "mae", calibration.member_errors
+            intervals[metric] = calibration.interval
             per_entity.append(calibration.per_entity.assign(metric=metric))
-            for method in methods:
+            validated = calibration.per_entity["entity_id"].nunique() if len(calibration.per_entity) else 0
+            for method, weight in calibration.weights.items():
                 rows.append({"account_id": insights.account_id, "entity_type": level, "metric": metric,
-                             "method": method, "weight": calibration.weights[method],
-                             "validation_error": calibration.mean_errors.get(method),
-                             "error_metric": calibration.error_metric, "baseline_error": calibration.mean_errors.get(BASELINE),
-                             "n_entities": len(actual), "reference_date": insights.reference_date})
+                             "method": method, "weight": weight,
+                             "validation_error": calibration.member_errors.get(method),
+                             "error_metric": "mae", "baseline_error": calibration.member_errors.get(BASELINE),
+                             "n_entities": int(validated), "interval_low": calibration.interval[0],
+                             "interval_high": calibration.interval[1], "reference_date": insights.reference_date})
         entity_frame = pd.concat(per_entity, ignore_index=True) if per_entity else pd.DataFrame()
         replace_calibration(engine, insights.account_id, level, rows, [
             {"account_id": insights.account_id, "entity_type": level, "reference_date": insights.reference_date, **r}
             for r in entity_frame.to_dict("records")
         ])
-        table = pd.DataFrame(rows)[["metric", "method", "weight", "validation_error", "error_metric", "baseline_error", "n_entities"]]
+        table = pd.DataFrame(rows)[["metric", "method", "weight", "validation_error", "baseline_error", "n_entities"]]
+        table = table.rename(columns={"validation_error": "validation MAE", "baseline_error": "seasonal-naive MAE"})
         beat = entity_frame.groupby("metric")["beat_baseline"].mean().to_dict() if len(entity_frame) else {}
         context.add_output_metadata({
             **no_data_metadata(insights.has_data, insights.account_id),
-            "weights": dg.MetadataValue.md(markdown_table(table, max_rows=3 * len(methods), decimals=3)),
+            "weights": dg.MetadataValue.md(markdown_table(table, max_rows=len(table), decimals=3)),
             "methods": ", ".join(methods),
+            "interval": dg.MetadataValue.json({m: [round(lo, 3), round(hi, 3)] for m, (lo, hi) in intervals.items()}),
             "share_beating_seasonal_naive": dg.MetadataValue.json({k: round(float(v), 3) for k, v in beat.items()}),
             "entities_validated": len(entity_frame["entity_id"].unique()) if len(entity_frame) else 0,
             "failed": len(failed),
         })
-        return EnsembleCalibration(insights.reference_date, weights, metrics_used, pooled, entity_frame)
+        return EnsembleCalibration(insights.reference_date, weights, metrics_used, pooled, entity_frame, intervals)
 
     return _ensemble_weights
 
@@ -243,10 +244,12 @@ def build_forecasts_asset(level: str) -> dg.AssetsDefinition:
         owners=OWNERS,
         description=(
             f"7-day forecasts of CPL, leads and spend per {level}: the weighted ensemble of "
-            f"{', '.join(settings.FORECAST_METHODS_BY_LEVEL[level])} by default (Prophet with its tuned "
-            "params), fitted without one-off outliers, for all entities in one pass over the level's "
-            "entity × day matrix, with 95 % intervals, never negative, and the seasonal-naive "
-            "baseline, each day marked with whether the ensemble beat the baseline on validation."
+            f"{', '.join(settings.FORECAST_METHODS_BY_LEVEL[level])} and seasonal naive by default (Prophet, "
+            "when configured, with its tuned params), fitted without one-off outliers, for all entities in one "
+            "pass over the level's entity × day matrix, with the conformal 95 % interval, never negative; an "
+            f"entity without spend on its last {settings.FORECAST_STOPPED_DAYS} day(s) is forecast as stopped "
+            "(zero spend and leads, method 'stopped', no CPL); the seasonal-naive baseline beside each, and "
+            "whether the ensemble beat it on validation."
         ),
     )
     @retry_transient
@@ -264,13 +267,17 @@ def build_forecasts_asset(level: str) -> dg.AssetsDefinition:
         started = time.perf_counter()
         matrices = {m: series_matrix(insights.daily, m, end) for m in settings.FORECAST_METRICS}
         checks = calibration.per_entity.rename(columns={"ensemble_error": "ensemble_validation_error"})
-        parts, failed, ensembles = [], {}, {}
+        parts, failed, ensembles, stopped = [], {}, {}, set()
         for metric, matrix in matrices.items():
-            weights = calibration.weights.get(metric) or equal_weights(methods)
-            forecasts = level_forecasts(matrix, weights, _params_for(params, metric), methods=methods,
-                                        map_rows=fanout.mapper(label=f"{level} {metric} forecasts", log=context.log, errors=failed))
-            if forecasts:
+            members = (*methods, BASELINE)
+            weights = calibration.weights.get(metric) or {m: 1.0 / len(members) for m in members}
+            forecasts = stacked_forecasts(matrix, matrices["spend"], weights, calibration.intervals.get(metric, (-Z, Z)),
+                                          methods, _params_for(params, metric), metric=metric,
+                                          map_rows=fanout.mapper(label=f"{level} {metric} forecasts", log=context.log, errors=failed))
+            if "ensemble" in forecasts:
                 ensembles[metric] = forecasts["ensemble"]
+            if STOPPED in forecasts:
+                stopped |= set(forecasts[STOPPED].entities.astype(str))
             for method, forecast in forecasts.items():
                 n, horizon = forecast.value.shape
                 parts.append(pd.DataFrame({
@@ -299,7 +306,8 @@ def build_forecasts_asset(level: str) -> dg.AssetsDefinition:
             **no_data_metadata(insights.has_data, insights.account_id),
             "entities_forecast": len(forecast_entities),
             "failed": len(failed),
-            "skipped_too_little_history": int(len(set(entities) - forecast_entities)),
+            "stopped": len(stopped),
+            "skipped_too_little_history": int(len(set(entities) - forecast_entities - stopped)),
             "rows": len(frame),
             "methods": ", ".join(methods),
             "seconds": round(time.perf_counter() - started, 1),
