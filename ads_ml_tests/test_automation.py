@@ -30,9 +30,10 @@ def _parents(name: str) -> set[str]:
 def test_the_graph_declares_what_each_asset_reads(level):
     assert {f"{level}_classifications", f"{level}_anomalies", f"{level}_features"} <= _parents(f"{level}_recommendations")
     assert f"{level}_ensemble_weights" in _parents(f"{level}_forecasts")
-    # the tuned Prophet parameters feed a level only where its ensemble has Prophet (not ads, by default)
+    # the tuned Prophet parameters feed a level only where its ensemble has Prophet (none by default)
     feeds = "prophet" in settings.forecast_methods(level)
-    assert (f"{level}_prophet_params" in _parents(f"{level}_forecasts")) == feeds == (level != "ad")
+    assert (f"{level}_prophet_params" in _parents(f"{level}_forecasts")) == feeds
+    assert (f"{level}_prophet_params" in _parents(f"{level}_ensemble_weights")) == feeds
     assert (f"{level}_prophet_params" in _parents(f"{level}_ensemble_weights")) == feeds
     # detection and classification jobs read the stored insights instead of re-reading them
     for job in (f"{level}_anomaly_detection", f"{level}_classification"):
