@@ -317,6 +317,12 @@ def test_a_level_forecast_runs_only_the_methods_asked_for(monkeypatch):
                                      map_rows=lambda fn, items: calls.append(len(items)) or {k: fn(p) for k, p in items})
     assert set(level) == {"ema", "prophet", BASELINE} and calls == [int((matrix.notna().sum(axis=1) >= 14).sum())]
     assert F.level_method_forecasts(matrix, 7, methods=("ema", "swa"), map_rows=lambda fn, items: pytest.fail("no row method"))
+    # ETS and Theta: statsforecast's long-frame call over blocks of rows, through the same fan-out
+    tasks = []
+    fitted = F.level_method_forecasts(matrix, 7, methods=("ets", "theta"), map_rows=lambda fn, items: tasks.append(
+        (fn, len(items))) or {k: fn(p) for k, p in items})
+    assert tasks == [(F.statsforecast_task, 1)] and set(fitted) == {"ets", "theta", BASELINE}
+    assert np.isfinite(fitted["ets"].value).all(axis=1).sum() == (matrix.notna().sum(axis=1) >= 14).sum()
     monkeypatch.setenv("ADS_ML_FORECAST_METHODS_AD", "ema, Prophet,ema")
     assert settings.forecast_methods("ad") == ("ema", "prophet")
     monkeypatch.setenv("ADS_ML_FORECAST_METHODS_AD", "ema,arima")

@@ -436,7 +436,7 @@ def score_forecasts(truth: TruthAccount, results: dict[str, pd.DataFrame]) -> di
     for level in ("adset", "ad"):
         daily = level_daily(pd.concat([truth.insights, truth.holdout]), level)
         for metric in ("spend", "leads"):
-            ours = fc.loc[(fc["entity_type"] == level) & (fc["metric"] == metric) & (fc["method"] == "ensemble")]
+            ours = fc.loc[(fc["entity_type"] == level) & (fc["metric"] == metric) & fc["method"].isin(["ensemble", "stopped"])]
             entities = sorted(set(ours["entity_id"]))
             matrix = dense(daily.loc[daily["entity_id"].isin(entities)], metric,
                            truth.last_day - pd.Timedelta(days=89), holdout_end).reindex(entities).fillna(0.0)

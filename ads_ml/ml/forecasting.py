@@ -466,41 +466,67 @@ def _sequential(fn, items):  # noqa: ANN001, ANN202
     return {key: fn(payload) for key, payload in items}
 
 
-def statsforecast_matrix(matrix: pd.DataFrame, horizon: int, methods: tuple[str, ...] = STATSFORECAST_METHODS,
-                         ) -> dict[str, LevelForecast]:
-    """statsforecast's AutoETS / AutoTheta of every row with at least ``FORECAST_MIN_POINTS_PROPHET``
-    values, all rows in one long-frame ``StatsForecast.forecast`` call per model (weekly season from
-    two seasons and two days of values, none below — as :func:`forecast_ets` /
-    :func:`forecast_theta`); each row's missing values are left out, as those functions do. Rows
-    too short: NaN. A series a model cannot fit gets statsforecast's fallback, seasonal naive."""
+#: Rows per statsforecast task: one long-frame call over this many series at a time, fanned out.
+STATSFORECAST_CHUNK = 256
+
+
+def statsforecast_task(payload: tuple) -> dict[str, np.ndarray]:
+    """Fan-out task: ``(values, horizon, methods, season)`` — a block of rows, each a series with NaN
+    where it has no value — → ``{method: value, method-lo, method-hi}`` arrays (rows × horizon) from
+    one long-frame ``StatsForecast.forecast`` call (missing values left out of each series)."""
     from statsforecast import StatsForecast
     from statsforecast.models import AutoETS, AutoTheta, Naive, SeasonalNaive
 
+    values, horizon, methods, season = payload
     classes = {"ets": AutoETS, "theta": AutoTheta}
+    level = int(settings.FORECAST_INTERVAL_WIDTH * 100)
+    r, c = np.nonzero(~np.isnan(values))
+    position = np.cumsum(~np.isnan(values), axis=1)[r, c]  # each value's place in its row's series
+    long = pd.DataFrame({"unique_id": r, "ds": position, "y": values[r, c]})
+    models = [classes[m](season_length=season, alias=m) for m in methods]
+    fallback = SeasonalNaive(season_length=season) if season > 1 else Naive()
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        out = StatsForecast(models=models, freq=1, n_jobs=1, fallback_model=fallback).forecast(
+            df=long, h=horizon, level=[level])
+    out = out.reset_index() if "unique_id" not in out.columns else out
+    ids = out["unique_id"].to_numpy(dtype=int)
+    step = out.groupby("unique_id").cumcount().to_numpy()
+    result = {}
+    for method in methods:
+        for column in (method, f"{method}-lo-{level}", f"{method}-hi-{level}"):
+            array = np.full((len(values), horizon), np.nan)
+            array[ids, step] = out[column].to_numpy(dtype="float64")
+            result[column] = array
+    return result
+
+
+def statsforecast_matrix(matrix: pd.DataFrame, horizon: int, methods: tuple[str, ...] = STATSFORECAST_METHODS,
+                         map_rows=None) -> dict[str, LevelForecast]:  # noqa: ANN001
+    """statsforecast's AutoETS / AutoTheta of every row with at least ``FORECAST_MIN_POINTS_PROPHET``
+    values, by statsforecast's own long-frame call over blocks of rows (:func:`statsforecast_task`,
+    sent to ``map_rows`` — the fan-out — like the other per-series fits); weekly season from two
+    seasons and two days of values, none below, as :func:`forecast_ets` / :func:`forecast_theta`.
+    Rows too short: NaN. A series a model cannot fit gets statsforecast's fallback, seasonal naive."""
+    methods = tuple(m for m in methods if m in STATSFORECAST_METHODS)
+    if not methods:
+        return {}
     level = int(settings.FORECAST_INTERVAL_WIDTH * 100)
     values = matrix.to_numpy(dtype="float64")
     counts = (~np.isnan(values)).sum(axis=1)
-    arrays = {m: [np.full((len(matrix), horizon), np.nan) for _ in range(3)] for m in methods if m in classes}
-    for season, rows in ((7, np.flatnonzero(counts >= 2 * 7 + 2)),
-                         (1, np.flatnonzero((counts >= settings.FORECAST_MIN_POINTS_PROPHET) & (counts < 2 * 7 + 2)))):
-        if len(rows) == 0 or not arrays:
+    groups = ((7, np.flatnonzero(counts >= 2 * 7 + 2)),
+              (1, np.flatnonzero((counts >= settings.FORECAST_MIN_POINTS_PROPHET) & (counts < 2 * 7 + 2))))
+    blocks = {f"{season}:{i}": rows[i:i + STATSFORECAST_CHUNK]
+              for season, rows in groups for i in range(0, len(rows), STATSFORECAST_CHUNK)}
+    items = [(key, (values[rows], horizon, methods, int(key.split(":")[0]))) for key, rows in blocks.items()]
+    results = (map_rows or _sequential)(statsforecast_task, items) if items else {}
+    arrays = {m: [np.full((len(matrix), horizon), np.nan) for _ in range(3)] for m in methods}
+    for key, result in results.items():
+        if result is None:  # the block failed (the fan-out counts and logs it): its rows stay NaN
             continue
-        sub = values[rows]
-        r, c = np.nonzero(~np.isnan(sub))
-        position = np.cumsum(~np.isnan(sub), axis=1)[r, c]  # each value's place in its row's series
-        long = pd.DataFrame({"unique_id": rows[r], "ds": position, "y": sub[r, c]})
-        models = [classes[m](season_length=season, alias=m) for m in arrays]
-        fallback = SeasonalNaive(season_length=season) if season > 1 else Naive()
-        with warnings.catch_warnings(), np.errstate(all="ignore"):
-            warnings.simplefilter("ignore")
-            out = StatsForecast(models=models, freq=1, n_jobs=1, fallback_model=fallback).forecast(
-                df=long, h=horizon, level=[level])
-        out = out.reset_index() if "unique_id" not in out.columns else out
-        ids = out["unique_id"].to_numpy(dtype=int)
-        step = out.groupby("unique_id").cumcount().to_numpy()
-        for method, (value, lower, upper) in arrays.items():
-            for array, column in ((value, method), (lower, f"{method}-lo-{level}"), (upper, f"{method}-hi-{level}")):
-                array[ids, step] = out[column].to_numpy(dtype="float64")
+        for method, parts in arrays.items():
+            for array, column in zip(parts, (method, f"{method}-lo-{level}", f"{method}-hi-{level}")):
+                array[blocks[key]] = result[column]
     dates = pd.date_range(matrix.columns.max() + pd.Timedelta(days=1), periods=horizon, freq="D")
     return {m: LevelForecast(matrix.index, dates, *a).clipped() for m, a in arrays.items()}
 
@@ -511,12 +537,13 @@ def level_method_forecasts(matrix: pd.DataFrame, horizon: int, params: dict | No
     """:func:`method_forecasts` of every row of ``matrix``: ``{method: LevelForecast}`` with a row per
     entity, NaN where the method did not run on (or failed for) that entity. ``params`` maps an
     entity to its Prophet params. ``map_rows(fn, [(entity, payload)]) → {entity: result}`` runs the
-    Prophet fits (default: in this process; the assets pass the fan-out, which sends them in a few
-    large batches per worker); ETS and Theta run in statsforecast's long-frame call."""
+    per-series fits (default: in this process; the assets pass the fan-out, which sends them in a
+    few large batches per worker): Prophet one row per task, ETS and Theta statsforecast's
+    long-frame call over blocks of rows."""
     clean = clean_outliers_matrix(matrix)
     vectorised = {"ema": ema_matrix, "linear": linear_matrix, "swa": seasonal_window_average_matrix}
     out = {m: fn(clean, horizon) for m, fn in vectorised.items() if m in methods}
-    out.update(statsforecast_matrix(clean, horizon, tuple(m for m in methods if m in STATSFORECAST_METHODS)))
+    out.update(statsforecast_matrix(clean, horizon, methods, map_rows=map_rows))
     if "prophet" in methods:
         enough = clean.index[matrix.notna().sum(axis=1).to_numpy() >= settings.FORECAST_MIN_POINTS_PROPHET]
         items = [(e, (row_series(clean, e), horizon, (params or {}).get(e), ("prophet",), intervals)) for e in enough]
