@@ -327,6 +327,8 @@ FORECAST_MIN_POINTS = 7
 #: before them before the methods are fitted: further than this many robust standard deviations.
 FORECAST_OUTLIER_WINDOW_DAYS = 28
 FORECAST_OUTLIER_Z = 5.0
+#: ... for these metrics (counts are fitted as they are).
+FORECAST_CLEANED_METRICS = ("spend", "cpl")
 #: The seasonal window average ("swa") averages each weekday over this many past weeks.
 SEASONAL_WINDOW_WEEKS = 4
 FORECAST_MIN_POINTS_PROPHET = 14

@@ -193,6 +193,17 @@ def test_a_spike_on_the_last_day_is_not_extended_as_a_new_level():
     assert with_spike[BASELINE].value[6] == pytest.approx(spiked.iloc[-1])
 
 
+def test_counts_are_fitted_as_they_are_spend_without_its_outliers():
+    series = _known("weekly", seed=3).to_numpy()
+    spiked = series.copy()
+    spiked[-1] *= 3.0
+    plain = _one(series, spend=series, metric="spend").forecasts["ensemble"].value[0]
+    spend_spiked = _one(spiked, spend=series, metric="spend").forecasts["ensemble"].value[0]
+    leads_spiked = _one(spiked, spend=series, metric="leads").forecasts["ensemble"].value[0]
+    assert np.abs(spend_spiked - plain).max() < 0.05 * series.mean()  # the spike is cleaned away
+    assert leads_spiked.mean() > spend_spiked.mean() + 1.0  # a day of many leads is what happened
+
+
 def test_zeros_are_kept_an_entity_that_stopped_has_stopped():
     series = _known("flat", seed=4)
     stopped = series.copy()
@@ -270,7 +281,7 @@ def test_rolling_validation_and_forecasts_equal_the_per_entity_path(metric):
     spend = F.series_matrix(daily, "spend", end).reindex(index=matrix.index, columns=matrix.columns)
     series = {e: metric_series(rows, metric, end) for e, rows in daily.groupby("entity_id")}
     members = ("ema", "linear", "prophet", "ets", "theta", "swa", BASELINE)
-    validation = F.rolling_validation(matrix, spend, members, windows=2)
+    validation = F.rolling_validation(matrix, spend, members, windows=2, metric=metric)
     assert len(validation.entities) >= 12
     assert set(validation.origins) == {matrix.shape[1] - 14, matrix.shape[1] - 7}
     for i, (entity, origin) in enumerate(zip(validation.entities, validation.origins)):

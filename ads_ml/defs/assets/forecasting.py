@@ -196,7 +196,7 @@ def build_ensemble_weights_asset(level: str) -> dg.AssetsDefinition:
         for metric in settings.FORECAST_METRICS:
             matrix = series_matrix(insights.daily, metric, end)
             calibration = calibrate_stack(
-                matrix, spend, methods, _params_for(params, metric),
+                matrix, spend, methods, _params_for(params, metric), metric=metric,
                 map_rows=fanout.mapper(label=f"{level} {metric} validations", log=context.log, errors=failed))
             weights[metric], metrics_used[metric], pooled[metric] = calibration.weights, "mae", calibration.member_errors
             intervals[metric] = calibration.interval
