@@ -38,7 +38,7 @@ def _rows(engine, sql):
         return pd.read_sql(sa.text(sql), conn)
 
 
-WITH_PROPHET = "ema,linear,swa,ets,theta,prophet"
+WITH_PROPHET = "ema,linear,swa,ets,theta,snaive,prophet"
 
 
 def test_tuning_weights_and_forecasts(dagster_instance, engine, account, monkeypatch):
@@ -66,12 +66,12 @@ def test_tuning_weights_and_forecasts(dagster_instance, engine, account, monkeyp
     assert len(leads) > 0
 
     weights = _rows(engine, "select * from ml_ensemble_weights")
-    # levels × metrics × each level's members (its methods and seasonal naive)
-    assert len(weights) == 3 * sum(len(settings.forecast_methods(level)) + 1 for level in ("campaign", "adset", "ad"))
+    # levels × metrics × each level's members
+    assert len(weights) == 3 * sum(len(settings.forecast_methods(level)) for level in ("campaign", "adset", "ad"))
     sums = weights.groupby(["entity_type", "metric"])["weight"].sum()
     assert ((sums - 1.0).abs() < 1e-9).all()
     for level in ("campaign", "adset", "ad"):
-        assert set(weights.loc[weights["entity_type"] == level, "method"]) == {*settings.forecast_methods(level), "seasonal_naive"}
+        assert set(weights.loc[weights["entity_type"] == level, "method"]) == set(settings.forecast_methods(level))
     assert (weights.loc[weights["method"] == "prophet", "weight"] > 0).all()
     # the conformal interval of each level and metric: below and above the forecast
     assert (weights["interval_low"] <= 0).all() and (weights["interval_high"] > 0).all()

@@ -110,7 +110,7 @@ def _one(values, spend=None, metric: str = "leads"):  # noqa: ANN001, ANN202
     """A one-entity level through the ensemble as the assets run it."""
     matrix = pd.DataFrame([np.asarray(values, dtype=float)], index=pd.Index(["e"], name="entity_id"), columns=DAYS[: len(values)])
     spend = matrix if spend is None else pd.DataFrame([np.asarray(spend, dtype=float)], index=matrix.index, columns=matrix.columns)
-    return F.forecast_level(matrix, spend, ("ema", "linear", "swa", "ets", "theta"), metric=metric)
+    return F.forecast_level(matrix, spend, ("ema", "linear", "swa", "ets", "theta", "snaive"), metric=metric)
 
 
 def test_ten_points():
@@ -129,6 +129,7 @@ def test_all_zeros():
     ensemble = leads.forecasts["ensemble"]
     assert (ensemble.value == 0).all() and (ensemble.lower == 0).all() and (ensemble.upper >= 0).all()
     assert leads.calibration.member_errors["ema"] == 0 and leads.calibration.member_errors[BASELINE] == 0
+    assert set(leads.calibration.member_errors) == {"ema", "linear", "swa", "ets", "theta", "snaive", BASELINE}
 
 
 def test_forecasts_are_never_negative():
@@ -280,13 +281,13 @@ def test_rolling_validation_and_forecasts_equal_the_per_entity_path(metric):
     matrix = F.series_matrix(daily, metric, end)
     spend = F.series_matrix(daily, "spend", end).reindex(index=matrix.index, columns=matrix.columns)
     series = {e: metric_series(rows, metric, end) for e, rows in daily.groupby("entity_id")}
-    members = ("ema", "linear", "prophet", "ets", "theta", "swa", BASELINE)
-    validation = F.rolling_validation(matrix, spend, members, windows=2, metric=metric)
+    members = ("ema", "linear", "prophet", "ets", "theta", "swa", "snaive")
+    validation = F.rolling_validation(matrix, spend, (*members, BASELINE), windows=2, metric=metric)
     assert len(validation.entities) >= 12
     assert set(validation.origins) == {matrix.shape[1] - 14, matrix.shape[1] - 7}
     for i, (entity, origin) in enumerate(zip(validation.entities, validation.origins)):
         one = method_forecasts(series[entity].loc[: matrix.columns[origin - 1]], 7, methods=members)
-        for member in members:
+        for member in (*members, BASELINE):
             expected = one[member].value if member in one else np.full(7, np.nan)
             np.testing.assert_allclose(validation.members[member][i], expected, rtol=1e-6, err_msg=f"{entity} {member}")
     weights = F.stack_weights(validation, members)

@@ -254,6 +254,8 @@ def method_forecasts(series: pd.Series, horizon: int, prophet_params: dict | Non
     out.update(row_models_task((clean, horizon, prophet_params, methods, intervals)))
     if "swa" in methods:
         out["swa"] = forecast_seasonal_window_average(clean, horizon)
+    if "snaive" in methods:  # seasonal naive as a member: on the cleaned series, like the others
+        out["snaive"] = forecast_seasonal_naive(clean, horizon)
     out[BASELINE] = forecast_seasonal_naive(series, horizon)
     return out
 
@@ -542,7 +544,8 @@ def level_method_forecasts(matrix: pd.DataFrame, horizon: int, params: dict | No
     long-frame call over blocks of rows. ``clean=False`` fits the members on the series as they are
     (counts: see :func:`cleaned`)."""
     clean = clean_outliers_matrix(matrix) if clean else matrix
-    vectorised = {"ema": ema_matrix, "linear": linear_matrix, "swa": seasonal_window_average_matrix}
+    vectorised = {"ema": ema_matrix, "linear": linear_matrix, "swa": seasonal_window_average_matrix,
+                  "snaive": seasonal_naive_matrix}
     out = {m: fn(clean, horizon) for m, fn in vectorised.items() if m in methods}
     out.update(statsforecast_matrix(clean, horizon, methods, map_rows=map_rows))
     if "prophet" in methods:
@@ -582,7 +585,8 @@ def history_days(matrix: pd.DataFrame) -> np.ndarray:
 # The members' weights are learnt on rolling-origin validation (the last FORECAST_VALIDATION_WINDOWS
 # weeks, each forecast from the days before it), pooled over a level's entities: the weights on the
 # simplex (w ≥ 0, Σ w = 1) with the least absolute error of the weighted forecast — a member that
-# does not help gets 0. Seasonal naive is a candidate member too (and stays the baseline). The 95 %
+# does not help gets 0. Seasonal naive is a member too ("snaive", on the cleaned series; the raw
+# one stays the baseline). The 95 %
 # interval is conformal: the quantiles of the same validation's errors of the ensemble, each divided
 # by its entity's scale (its mean absolute day-to-day change). An entity without spend on its last
 # FORECAST_STOPPED_DAYS days is stopped: forecast as zero spend and leads, its CPL not forecast.
@@ -724,7 +728,8 @@ def conformal_bounds(validation: Validation, weights: dict[str, float],
     """Quantiles (α/2 and 1 − α/2, finite-sample corrected) of the ensemble's validation errors
     ``(actual − forecast) / scale``: the interval is ``forecast + q · scale`` for each. Without
     validation errors: ± the normal quantile (one scale is one typical weekly change)."""
-    predicted = stacked_prediction(validation.members, weights) if len(validation.actual) else validation.actual
+    predicted = (stacked_prediction({m: p for m, p in validation.members.items() if m in weights}, weights)
+                 if len(validation.actual) else validation.actual)
     scores = ((validation.actual - predicted) / validation.scale[:, None]).ravel()
     scores = scores[np.isfinite(scores)]
     if len(scores) < 20:
@@ -752,17 +757,17 @@ def calibrate_stack(matrix: pd.DataFrame, spend: pd.DataFrame, members: tuple[st
     """Rolling-origin validation, then the members' weights (:func:`stack_weights`), the interval
     (:func:`conformal_bounds`) and per entity the ensemble's and the baseline's error over the
     validation days (MAPE, or MAE where that entity's actuals have a zero)."""
-    members = tuple(dict.fromkeys((*members, BASELINE)))
-    validation = rolling_validation(matrix, spend, members, params, windows=windows, metric=metric, map_rows=map_rows)
+    members = tuple(m for m in members if m != BASELINE)
+    validation = rolling_validation(matrix, spend, (*members, BASELINE), params, windows=windows, metric=metric, map_rows=map_rows)
     weights = stack_weights(validation, members)
     interval = conformal_bounds(validation, weights)
     errors = {}
-    for m in members:
+    for m in (*members, BASELINE):
         e = np.abs(validation.members[m] - validation.actual)
         errors[m] = float(np.nanmean(e)) if np.isfinite(e).any() else None
     per_entity = pd.DataFrame(columns=["entity_id", "error_metric", "ensemble_error", "baseline_error", "beat_baseline"])
     if len(validation.actual):
-        ensemble = stacked_prediction(validation.members, weights)
+        ensemble = stacked_prediction({m: validation.members[m] for m in members}, weights)
         frame = pd.DataFrame({"entity_id": np.repeat(validation.entities.astype(str), validation.actual.shape[1]),
                               "actual": validation.actual.ravel(), "ensemble": ensemble.ravel(),
                               "baseline": validation.members[BASELINE].ravel()}).dropna()
@@ -786,7 +791,7 @@ def stacked_forecasts(matrix: pd.DataFrame, spend: pd.DataFrame, weights: dict[s
     with the conformal interval for those with enough history and a last value; the stopped ones
     (no spend on their last days) as zero — their CPL (``metric="cpl"``) is not forecast; the
     seasonal-naive baseline for every entity forecast either way."""
-    members = tuple(dict.fromkeys((*members, BASELINE)))
+    members = tuple(m for m in members if m != BASELINE)
     spend = spend.reindex(index=matrix.index, columns=matrix.columns)
     values = matrix.to_numpy(dtype="float64")
     ok = ((~np.isnan(values)).sum(axis=1) >= settings.FORECAST_MIN_POINTS)
@@ -797,7 +802,7 @@ def stacked_forecasts(matrix: pd.DataFrame, spend: pd.DataFrame, weights: dict[s
     out = {}
     if live.any():
         rows = matrix.loc[live]
-        forecasts = level_method_forecasts(rows, horizon, params, methods=tuple(m for m in members if m != BASELINE),
+        forecasts = level_method_forecasts(rows, horizon, params, methods=members,
                                            intervals=False, map_rows=map_rows, clean=cleaned(metric))
         value = stacked_prediction({m: f.value for m, f in forecasts.items() if m in members}, weights)
         scale = series_scale(rows.to_numpy(dtype="float64"))[:, None]

@@ -171,7 +171,7 @@ def build_ensemble_weights_asset(level: str) -> dg.AssetsDefinition:
         kinds={"pandas", "sql"},
         owners=OWNERS,
         description=(
-            f"Ensemble weights ({', '.join(settings.FORECAST_METHODS_BY_LEVEL[level])} and seasonal naive by "
+            f"Ensemble weights ({', '.join(settings.FORECAST_METHODS_BY_LEVEL[level])} by "
             f"default; ADS_ML_FORECAST_METHODS_{level.upper()}) per metric for the account's {level}s, learnt on "
             f"rolling-origin validation: each of the last {settings.FORECAST_VALIDATION_WINDOWS} weeks forecast "
             "from the days before it, for all entities in one pass over the level's entity × day matrix; the "
@@ -244,7 +244,7 @@ def build_forecasts_asset(level: str) -> dg.AssetsDefinition:
         owners=OWNERS,
         description=(
             f"7-day forecasts of CPL, leads and spend per {level}: the weighted ensemble of "
-            f"{', '.join(settings.FORECAST_METHODS_BY_LEVEL[level])} and seasonal naive by default (Prophet, "
+            f"{', '.join(settings.FORECAST_METHODS_BY_LEVEL[level])} by default (snaive: seasonal naive; Prophet, "
             "when configured, with its tuned params), fitted without one-off outliers, for all entities in one "
             "pass over the level's entity × day matrix, with the conformal 95 % interval, never negative; an "
             f"entity without spend on its last {settings.FORECAST_STOPPED_DAYS} day(s) is forecast as stopped "
@@ -269,8 +269,7 @@ def build_forecasts_asset(level: str) -> dg.AssetsDefinition:
         checks = calibration.per_entity.rename(columns={"ensemble_error": "ensemble_validation_error"})
         parts, failed, ensembles, stopped = [], {}, {}, set()
         for metric, matrix in matrices.items():
-            members = (*methods, BASELINE)
-            weights = calibration.weights.get(metric) or {m: 1.0 / len(members) for m in members}
+            weights = calibration.weights.get(metric) or {m: 1.0 / len(methods) for m in methods}
             forecasts = stacked_forecasts(matrix, matrices["spend"], weights, calibration.intervals.get(metric, (-Z, Z)),
                                           methods, _params_for(params, metric), metric=metric,
                                           map_rows=fanout.mapper(label=f"{level} {metric} forecasts", log=context.log, errors=failed))
