@@ -125,7 +125,7 @@ def generated_cases(source: str, seeds: list[int]) -> list[Case]:
 
 def run_ours(case: Case) -> None:
     started = time.perf_counter()
-    result = F.forecast_level(case.history, case.spend, settings.forecast_methods(case.level))
+    result = F.forecast_level(case.history, case.spend, settings.forecast_methods(case.level), metric=case.metric)
     seconds = time.perf_counter() - started
     value, lower, upper = (np.full(case.truth.shape, np.nan) for _ in range(3))
     position = {e: i for i, e in enumerate(case.history.index)}
