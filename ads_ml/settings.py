@@ -315,6 +315,8 @@ FORECAST_METHODS_BY_LEVEL = {
 FORECAST_VALIDATION_WINDOWS = 4
 #: ... and mixes its stacked weights half-way with equal weights (what held on unseen data).
 FORECAST_STACK_SHRINK = 0.5
+#: ... over the members whose validation error is at most this many times seasonal naive's.
+FORECAST_DROP_RATIO = 2.0
 #: An entity with no spend on its last this many days is stopped: forecast as zero, its CPL not at all.
 FORECAST_STOPPED_DAYS = 1
 FORECAST_INTERVAL_WIDTH = 0.95

@@ -74,19 +74,26 @@ def test_stacked_weights_drop_a_member_that_loses_to_naive_and_sum_to_one():
     good = actual + rng.normal(0, 2, actual.shape)  # close to what happened
     naive = actual + rng.normal(0, 8, actual.shape)  # the baseline, worse
     bad = actual * 2.5 + 30  # loses to naive on every day
-    validation = _validation(actual, good=good, bad=bad, seasonal_naive=naive)
-    stacked = F.stack_weights(validation, ("good", "bad", "seasonal_naive"), shrink=0.0)
+    validation = _validation(actual, good=good, bad=bad, snaive=naive, seasonal_naive=naive)
+    members = ("good", "bad", "snaive")
+    stacked = F.stack_weights(validation, members, shrink=0.0)
     assert stacked["bad"] == 0.0 and stacked["good"] > 0.8
     assert sum(stacked.values()) == pytest.approx(1.0)
-    shrunk = F.stack_weights(validation, ("good", "bad", "seasonal_naive"))  # the default: half-way to equal
-    assert shrunk["bad"] == pytest.approx(0.5 / 3) and shrunk["good"] > shrunk["seasonal_naive"] > shrunk["bad"]
+    # the default, half-way to equal weights over the members that did not lose badly to the baseline:
+    # "bad" (over twice seasonal naive's error) stays out
+    shrunk = F.stack_weights(validation, members)
+    assert shrunk["bad"] == 0.0 and shrunk["good"] > shrunk["snaive"] >= 0.25
     assert sum(shrunk.values()) == pytest.approx(1.0)
+    # a member that loses, but not badly, keeps a share: on unseen data the mix did better with it
+    meh = actual + rng.normal(0, 12, actual.shape)
+    mixed = F.stack_weights(_validation(actual, good=good, meh=meh, seasonal_naive=naive), ("good", "meh"))
+    assert 0.25 <= mixed["meh"] < 0.3 and mixed["good"] == pytest.approx(1 - mixed["meh"])
     # a member that ran for under half the rows takes no part; too little to learn from: equal weights
     sparse = np.where(np.arange(40)[:, None] < 10, good, np.nan)
-    assert F.stack_weights(_validation(actual, sparse=sparse, bad=bad, seasonal_naive=naive),
-                           ("sparse", "bad", "seasonal_naive"), shrink=0.0)["sparse"] == 0.0
-    assert F.stack_weights(_validation(actual[:1], good=good[:1], seasonal_naive=naive[:1]), ("good", "seasonal_naive")) == {
-        "good": 0.5, "seasonal_naive": 0.5}
+    assert F.stack_weights(_validation(actual, sparse=sparse, bad=bad, snaive=naive),
+                           ("sparse", "bad", "snaive"), shrink=0.0)["sparse"] == 0.0
+    assert F.stack_weights(_validation(actual[:1], good=good[:1], snaive=naive[:1]), ("good", "snaive")) == {
+        "good": 0.5, "snaive": 0.5}
 
 
 def test_conformal_interval_is_the_quantiles_of_the_validation_errors():

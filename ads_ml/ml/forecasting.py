@@ -667,8 +667,12 @@ def rolling_validation(matrix: pd.DataFrame, spend: pd.DataFrame, members: tuple
 
 
 def stack_weights(validation: Validation, members: tuple[str, ...],
-                  shrink: float = settings.FORECAST_STACK_SHRINK) -> dict[str, float]:
-    """The members' weights: ``(1 − shrink) ·`` the stacked weights ``+ shrink ·`` equal weights.
+                  shrink: float = settings.FORECAST_STACK_SHRINK,
+                  drop_ratio: float = settings.FORECAST_DROP_RATIO) -> dict[str, float]:
+    """The members' weights: ``(1 − shrink) ·`` the stacked weights ``+ shrink ·`` equal weights over
+    the members that did not lose badly to seasonal naive (validation MAE at most ``drop_ratio`` ×
+    the baseline's, when the validation has the baseline). A member gets 0 when the stacked weights
+    give it nothing and it lost that badly.
 
     The stacked weights are those on the simplex (w ≥ 0, Σ w = 1) with the least total absolute
     error of the weighted forecast over the validation's days (a linear programme, HiGHS): a member
@@ -702,7 +706,14 @@ def stack_weights(validation: Validation, members: tuple[str, ...],
     result = linprog(cost, A_ub=a_ub, b_ub=b_ub, A_eq=a_eq, b_eq=[1.0], bounds=[(0, None)] * (k + n), method="highs")
     stacked = np.where(result.x[:k] < 0.01, 0.0, result.x[:k]) if result.success else np.ones(k)
     stacked = stacked / stacked.sum()
-    w = (1 - shrink) * stacked + shrink / k
+    keep = np.ones(k, dtype=bool)
+    if BASELINE in validation.members:
+        naive = np.abs(validation.members[BASELINE][rows][present] - y * scale)  # x and y are ÷ scale
+        errors = np.abs(x - y[:, None]).mean(axis=0) * scale
+        if np.isfinite(naive).all() and naive.mean() > 0:
+            keep = errors <= drop_ratio * naive.mean()
+    keep = keep if keep.any() else np.ones(k, dtype=bool)
+    w = (1 - shrink) * stacked + shrink * keep / keep.sum()
     chosen = dict(zip(used, w))
     return {m: float(chosen.get(m, 0.0)) for m in members}
 
