@@ -101,7 +101,39 @@ REFUSED = {
                         r'row 2, column "Amount spent \(BRL\)": 1e12 is implausibly large'),
     "impressions_too_large": (EN_HEADER + "\n2026-09-03,23850001,c,23860001,s,23870001,a,1,1e20,9,1.1,1,0",
                               r'row 2, column "Impressions": 1e20 is implausibly large'),
+    # a decimal comma in one row, a decimal point in another: "1.191" cannot be read one way only
+    "decimal_comma_and_point_in_one_file": (
+        EN_HEADER.replace(",", ";") + "\n2026-09-03;23850001;c;23860001;s;23870001;a;11,91;10;9;1;1;0"
+        "\n2026-09-04;23850001;c;23860001;s;23870001;a;12.50;10;9;1;1;0",
+        r"row 3, column \"Amount spent \(BRL\)\": '12.50' is written with a decimal point, but this file writes "
+        r"numbers with a decimal comma \('11,91' in row 2"),
+    # only "1.191"-like numbers: 1191 with a thousands dot, or 1.191? nothing in the file tells
+    "thousands_or_decimal_cannot_be_told": (
+        EN_HEADER.replace(",", ";") + "\n2026-09-03;23850001;c;23860001;s;23870001;a;1.191;1500;900;1;1;0",
+        r"row 2, column \"Amount spent \(BRL\)\": '1.191' reads as 1191 with a thousands separator or as 1.191"),
 }
+
+BRAZILIAN_EXCEL = (  # Excel's CSV in pt-BR: ";" between fields, decimal comma, thousands dot
+    "Dia;Identificação da campanha;Identificação do conjunto de anúncios;Identificação do anúncio;Valor usado (BRL);"
+    "Impressões;Alcance;Frequência;Cliques no link;Resultados;Indicador de resultados;Orçamento do conjunto de anúncios\n"
+    "2026-09-01;23850001;23860001;23870001;1.191;12.300;10.100;1,22;41;3;actions:onsite_conversion.lead_grouped;1.500,00\n"
+    "2026-09-01;23850001;23860001;23870002;11,91;900;850;1,06;9;1;actions:onsite_conversion.lead_grouped;1.500,00\n"
+    "2026-09-02;23850001;23860001;23870001;1.234,56;2.400;2.150;1,12;44;2;actions:onsite_conversion.lead_grouped;1.500,00\n"
+)
+
+
+def test_brazilian_excel_csv_with_decimal_comma_and_thousands_dot_is_stored_right(app_env, engine, tmp_path, capsys):
+    assert main(["import", "insights", str(_file(tmp_path, "br.csv", BRAZILIAN_EXCEL)), "--account", "act_br"]) == 0
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(
+            "select entity_id, date, spend, impressions, reach, clicks, leads from daily_insights "
+            "where account_id = 'act_br' and entity_type = 'ad' order by entity_id, date")).all()
+        budgets = dict(conn.execute(sa.text("select id, daily_budget from adsets where account_id = 'act_br'")).all())
+    # "1.191" is R$ 1,191: the file's decimal comma ("11,91", "1,22") says its dots group thousands
+    assert [(r.entity_id, str(r.date), r.spend, r.impressions, r.reach, r.clicks, r.leads) for r in rows] == [
+        ("23870001", "2026-09-01", 1191.0, 12300, 10100, 41, 3), ("23870001", "2026-09-02", 1234.56, 2400, 2150, 44, 2),
+        ("23870002", "2026-09-01", 11.91, 900, 850, 9, 1)]
+    assert budgets == {"23860001": 1500.0}
 
 
 @pytest.mark.parametrize("case", sorted(REFUSED))

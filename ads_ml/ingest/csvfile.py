@@ -213,6 +213,94 @@ def first_bad(mask: np.ndarray | pd.Series, index: pd.Index) -> int | None:
     return int(index[positions[0]]) if len(positions) else None
 
 
+#: How a number is written: a decimal point (1191.50, 1,191.50) or a decimal comma (1191,50,
+#: 1.191,50 — Brazilian and most European exports). "1.191" and "1,191" (one group of three after
+#: the separator) can be either; a file's other numbers tell which.
+_PLAIN = r"\d+"
+_DOT_GROUPS = r"[1-9]\d{0,2}(?:\.\d{3})+"  # 1.191 / 1.191.000: thousands dots (or one decimal point)
+_COMMA_GROUPS = r"[1-9]\d{0,2}(?:,\d{3})+"
+_DECIMAL_COMMA = r"(?:[1-9]\d{0,2}(?:\.\d{3})+|\d+),\d+"
+_DECIMAL_POINT = r"(?:[1-9]\d{0,2}(?:,\d{3})+|\d*)\.\d+(?:[eE][-+]?\d+)?|\d+[eE][-+]?\d+"
+
+
+def number_styles(text: pd.Series) -> pd.Series:
+    """Per cell: "plain" (digits only, or empty), "comma" (only a decimal comma reads it), "point"
+    (only a decimal point), "ambiguous" (1.191 or 1,191) or "other" (not a number either way)."""
+    t = text.astype(str).str.strip().str.lstrip("+-")
+    out = pd.Series("other", index=text.index, dtype=object)
+    out[(t == "") | t.str.fullmatch(_PLAIN)] = "plain"
+    one_dot = t.str.fullmatch(r"[1-9]\d{0,2}\.\d{3}")
+    one_comma = t.str.fullmatch(r"[1-9]\d{0,2},\d{3}")
+    out[t.str.fullmatch(_DECIMAL_POINT) | (t.str.fullmatch(_COMMA_GROUPS) & ~one_comma)] = "point"
+    out[t.str.fullmatch(_DECIMAL_COMMA) | (t.str.fullmatch(_DOT_GROUPS) & ~one_dot)] = "comma"
+    out[one_dot | one_comma] = "ambiguous"
+    return out
+
+
+@dataclass
+class NumberFormat:
+    """A file's way of writing numbers, and the cell that showed it (for messages)."""
+    decimal: str  # "." or ","
+    evidence: str = ""  # e.g. "'11,91' in row 3, column Amount spent (BRL)"
+
+    def describe(self) -> str:
+        return "a decimal comma" if self.decimal == "," else "a decimal point"
+
+
+def detect_number_format(path: Path, batches: Iterator[tuple[int, pd.DataFrame]], columns: Mapping[str, str],
+                         counts: Sequence[str] = ()) -> NumberFormat:
+    """The decimal separator of a file from its numeric ``columns`` (canonical -> header as written):
+    the first cell only one way reads — in a column of ``counts`` (impressions, clicks: whole
+    numbers) "1.500" can only be 1500, so it tells too. A file with cells read either way (1.191)
+    and none that tells is refused, naming the first such cell; a file of whole numbers reads
+    either way (a point)."""
+    ambiguous = None
+    for _first, frame in batches:
+        for column, header_name in columns.items():
+            if column not in frame.columns:
+                continue
+            styles = number_styles(frame[column])
+            if column in counts:  # a count has no decimals: its one separator groups thousands
+                text = frame[column].astype(str).str.strip()
+                styles = styles.mask((styles == "ambiguous") & text.str.contains(".", regex=False), "comma")
+                styles = styles.mask((styles == "ambiguous") & text.str.contains(",", regex=False), "point")
+            decided = styles.isin(["comma", "point"])
+            if decided.any():
+                row = int(styles.index[np.flatnonzero(decided.to_numpy())[0]])
+                decimal = "," if styles.loc[row] == "comma" else "."
+                return NumberFormat(decimal, f"{frame.at[row, column]!r} in row {row}, column {header_name}")
+            if ambiguous is None and (styles == "ambiguous").any():
+                row = int(styles.index[np.flatnonzero((styles == "ambiguous").to_numpy())[0]])
+                ambiguous = (row, header_name, frame.at[row, column])
+    if ambiguous is not None:
+        row, header_name, value = ambiguous
+        raise InputFileError(
+            path, f"{value!r} reads as {value.replace('.', '').replace(',', '')} with a thousands separator or as "
+            f"{value.replace(',', '.')} with a decimal one, and no other number in the file tells which: re-export "
+            "it with decimals written (e.g. 1191,00 or 1191.00)", row=row, column=header_name)
+    return NumberFormat(".")
+
+
+def as_point_decimal(path: Path, raw: pd.Series, header_name: str, number_format: NumberFormat | None) -> pd.Series:
+    """The column's text with a decimal point and no thousands separator (what ``to_numeric``
+    reads); a cell written the other way than the file's is refused, naming it and the evidence."""
+    fmt = number_format or NumberFormat(".")
+    separators = raw.str.contains(",", regex=False) if fmt.decimal == "." else raw.str.contains("[.,]", regex=True)
+    if not separators.any():
+        return raw
+    styles = number_styles(raw.where(separators, ""))
+    wrong = styles == ("point" if fmt.decimal == "," else "comma")
+    row = first_bad(wrong, raw.index)
+    if row is not None:
+        other = "a decimal point" if fmt.decimal == "," else "a decimal comma"
+        seen = f" ({fmt.evidence})" if fmt.evidence else ""
+        raise InputFileError(path, f"{raw.loc[row]!r} is written with {other}, but this file writes numbers with "
+                             f"{fmt.describe()}{seen}: the numbers cannot be read one way only", row=row, column=header_name)
+    if fmt.decimal == ",":
+        return raw.where(~separators, raw.str.replace(".", "", regex=False).str.replace(",", ".", regex=False))
+    return raw.where(~separators, raw.str.replace(",", "", regex=False))
+
+
 def parse_numbers(
     path: Path,
     frame: pd.DataFrame,
@@ -221,12 +309,14 @@ def parse_numbers(
     *,
     integer: bool,
     allow_missing: bool = False,
+    number_format: NumberFormat | None = None,
 ) -> pd.Series:
     """Numbers of one column; empty cells are 0 (Meta leaves zero metrics blank) or, when
-    ``allow_missing``, NaN. Refuses text, negatives and, for counts, fractions."""
+    ``allow_missing``, NaN. Written as the file writes them (``number_format``: a decimal point by
+    default, or a decimal comma with thousands dots). Refuses text, negatives and, for counts, fractions."""
     raw = frame[column]
     empty = raw == ""
-    values = pd.to_numeric(raw.where(~empty, None), errors="coerce")
+    values = pd.to_numeric(as_point_decimal(path, raw, header_name, number_format).where(~empty, None), errors="coerce")
     bad = values.isna() & ~empty
     row = first_bad(bad, frame.index)
     if row is not None:

@@ -44,6 +44,9 @@ from ads_ml.db.upsert import insert_for, upsert
 from ads_ml.ingest.csvfile import (
     Field,
     InputFileError,
+    NumberFormat,
+    as_point_decimal,
+    detect_number_format,
     first_bad,
     iter_batches,
     normalise_header,
@@ -52,6 +55,10 @@ from ads_ml.ingest.csvfile import (
     read_header,
     require_values,
 )
+
+#: The numeric columns (their decimal separator is the file's: :func:`detect_number_format`).
+NUMERIC_FIELDS = ("impressions", "clicks", "spend", "leads", "conversions", "reach", "frequency",
+                  "campaign_daily_budget", "adset_daily_budget")
 
 CURRENCY_PATTERN = r"(amountspent|valorusado|valorgasto|importegastado)(?P<currency>[a-z]{3})"
 
@@ -197,6 +204,7 @@ class _Format:
     lead_indicators: tuple[str, ...]  # indicators the user maps to leads (normalised)
     earliest: dt.date
     latest: dt.date
+    numbers: NumberFormat = field(default_factory=lambda: NumberFormat("."))  # decimal point or comma
 
 
 def import_insights(
@@ -218,6 +226,8 @@ def import_insights(
     path = Path(path)
     header = read_header(path, INSIGHT_FIELDS)
     fmt = _file_format(path, header, lead_indicators, today or dt.date.today())
+    numeric = {c: fmt.names[c] for c in NUMERIC_FIELDS if c in fmt.names}
+    fmt.numbers = detect_number_format(path, iter_batches(path, header, batch_rows), numeric, COUNT_COLUMNS)
     result = ImportResult(account_id=account_id, file=path.name)
     where: list = []  # the rows being written, for a database error
     try:
@@ -480,6 +490,7 @@ def _parse_batch(path: Path, raw: pd.DataFrame, fmt: _Format, result: ImportResu
             path, raw, column, names[column],
             integer=column in COUNT_COLUMNS,
             allow_missing=column in ("reach", "frequency"),
+            number_format=fmt.numbers,
         )
         limit = settings.IMPORT_MAX_SPEND if column == "spend" else settings.IMPORT_MAX_COUNT
         row = first_bad(out[column] >= limit, raw.index) if column != "frequency" else None
@@ -511,7 +522,7 @@ def _parse_batch(path: Path, raw: pd.DataFrame, fmt: _Format, result: ImportResu
         out[column] = _parse_status(raw, column, result) if column in names else None
     for level in ("campaign", "adset"):
         column = f"{level}_daily_budget"
-        out[column] = _parse_budget(path, raw, level, names, result) if column in names else np.nan
+        out[column] = _parse_budget(path, raw, level, names, result, fmt.numbers) if column in names else np.nan
     return out
 
 
@@ -584,13 +595,16 @@ def _parse_status(raw: pd.DataFrame, column: str, result: ImportResult) -> pd.Se
     return mapped.where(mapped.notna(), None)
 
 
-def _parse_budget(path: Path, raw: pd.DataFrame, level: str, names: dict[str, str], result: ImportResult) -> pd.Series:
+def _parse_budget(path: Path, raw: pd.DataFrame, level: str, names: dict[str, str], result: ImportResult,
+                  numbers: NumberFormat | None = None) -> pd.Series:
     """Daily budgets. A lifetime budget (the budget-type column says so) is not a daily budget and
     is not stored as one; text such as "Using campaign budget" means no budget of its own; a
     negative or unreadable budget is refused."""
     column = f"{level}_daily_budget"
     text = raw[column]
-    values = pd.to_numeric(text.where(text != "", None), errors="coerce").astype("float64")
+    readable = text.where(~text.str.contains(r"[a-zA-Z]", regex=True), "")  # words are read below
+    values = pd.to_numeric(as_point_decimal(path, readable, names[column], numbers).where(readable != "", None),
+                           errors="coerce").astype("float64")
     words = text.map(normalise_header)
     no_own = values.isna() & words.map(lambda w: any(x in w for x in NO_OWN_BUDGET_WORDS)).astype(bool)
     row = first_bad(values.isna() & (text != "") & ~no_own, raw.index)
