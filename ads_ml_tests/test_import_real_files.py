@@ -113,6 +113,37 @@ REFUSED = {
         r"row 2, column \"Amount spent \(BRL\)\": '1.191' reads as 1191 with a thousands separator or as 1.191"),
 }
 
+ENCODINGS = {
+    # Excel's "Unicode text": UTF-16 with a byte-order mark
+    "utf16_unicode_text": ((GOOD.replace(",", "\t") + "\n").encode("utf-16"), r"row 1: UTF-16 text .*CSV UTF-8"),
+    # Excel's "CSV (Comma delimited)" on Windows: "Vídeo" in Windows-1252, on row 3
+    "windows_1252": ((EN_HEADER + "\n" + EN_ROWS[0] + "\n" + EN_ROWS[1].replace("Static B", "Vídeo B") + "\n").encode("cp1252"),
+                     r"row 3: not UTF-8 text \(it looks like Windows-1252.*CSV UTF-8"),
+    # a workbook saved with a .csv name
+    "xlsx_named_csv": (b"PK\x03\x04" + b"\x14\x00" * 40, r"row 1: an Excel workbook \(.xlsx\), not a CSV file"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ENCODINGS))
+def test_files_in_another_encoding_are_refused_naming_it_and_how_to_export_utf8(app_env, engine, tmp_path, capsys, case):
+    data, pattern = ENCODINGS[case]
+    _refused(tmp_path, engine, capsys, f"{case}.csv", data, pattern)
+
+
+def test_cr_only_line_endings_and_portuguese_reporting_period_are_read(app_env, engine, tmp_path, capsys):
+    path = tmp_path / "mac.csv"
+    path.write_bytes(("\r".join([EN_HEADER, *EN_ROWS]) + "\r").encode())
+    assert main(["import", "insights", str(path), "--account", "act_cr"]) == 0
+    period = ("Início dos relatórios,Encerramento dos relatórios,Identificação da campanha,"
+              "Identificação do conjunto de anúncios,Identificação do anúncio,Valor usado (BRL),Impressões,Cliques no link,"
+              "Leads\n2026-09-01,2026-09-01,23850001,23860001,23870001,5.50,100,4,1\n")
+    assert main(["import", "insights", str(_file(tmp_path, "pt_period.csv", period)), "--account", "act_ptp"]) == 0
+    with engine.connect() as conn:
+        stored = dict(conn.execute(sa.text("select account_id, sum(spend) from daily_insights where entity_type = 'ad' "
+                                           "group by account_id")).all())
+    assert stored == {"act_cr": pytest.approx(92.71), "act_ptp": pytest.approx(5.5)}
+
+
 BRAZILIAN_EXCEL = (  # Excel's CSV in pt-BR: ";" between fields, decimal comma, thousands dot
     "Dia;Identificação da campanha;Identificação do conjunto de anúncios;Identificação do anúncio;Valor usado (BRL);"
     "Impressões;Alcance;Frequência;Cliques no link;Resultados;Indicador de resultados;Orçamento do conjunto de anúncios\n"

@@ -83,6 +83,10 @@ def check_text_file(path: Path) -> bytes:
         head = handle.read(SNIFF_BYTES)
     if not head.strip():
         raise InputFileError(path, "file is empty")
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")) or (len(head) > 8 and head[1:8:2] == b"\x00" * 4):
+        raise InputFileError(path, f"UTF-16 text (Excel's \"Unicode text\"), not UTF-8: {EXPORT_UTF8}", row=1)
+    if head.startswith(b"PK\x03\x04"):
+        raise InputFileError(path, f"an Excel workbook (.xlsx), not a CSV file: {EXPORT_UTF8}", row=1)
     if b"\x00" in head:
         raise InputFileError(path, "not a CSV file (binary content)")
     text = head.decode("utf-8", errors="replace")
@@ -92,8 +96,47 @@ def check_text_file(path: Path) -> bytes:
         except UnicodeDecodeError as exc:
             # a multi-byte character cut at the sniff boundary is fine; anything earlier is not
             if exc.start < len(head) - 4:
-                raise InputFileError(path, "not a CSV file (not UTF-8 text)") from None
+                raise InputFileError(path, f"not UTF-8 text{_guess_encoding(head[:exc.start + 1])}: {EXPORT_UTF8}",
+                                     row=_row_at(head, exc.start)) from None
     return head
+
+
+#: How to write a file this import reads, said wherever one is refused for its encoding.
+EXPORT_UTF8 = 'save it as "CSV UTF-8 (Comma delimited) (*.csv)" in Excel, or export CSV from Ads Manager'
+
+
+def _row_at(data: bytes, offset: int) -> int:
+    """The spreadsheet row (header = 1) of a byte offset, any line ending."""
+    before = data[:offset]
+    return max(before.count(b"\n"), before.count(b"\r")) + 1
+
+
+def _guess_encoding(data: bytes) -> str:
+    """" (Windows-1252, e.g. Excel's \"CSV (Comma delimited)\")" when the bytes read as that."""
+    try:
+        data.decode("cp1252")
+    except UnicodeDecodeError:
+        return ""
+    return ' (it looks like Windows-1252, e.g. Excel\'s "CSV (Comma delimited)")'
+
+
+def _binary_lines(handle) -> Iterator[bytes]:  # noqa: ANN001
+    """The file's lines, each with its ending: \n and \r\n (the file's own iteration), or \r alone
+    (old Mac / some Excel exports), found by the first line ending in the file."""
+    start = handle.read(SNIFF_BYTES)
+    first_n, first_r = start.find(b"\n"), start.find(b"\r")
+    handle.seek(0)
+    if first_r < 0 or (0 <= first_n <= first_r + 1):
+        yield from handle
+        return
+    pending = b""
+    while chunk := handle.read(1 << 20):
+        parts = (pending + chunk).split(b"\r")
+        pending = parts.pop()
+        for part in parts:
+            yield part + b"\r"
+    if pending:
+        yield pending
 
 
 def read_header(path: Path, fields: Sequence[Field]) -> HeaderMap:
@@ -157,7 +200,7 @@ def iter_batches(path: Path, header: HeaderMap, batch_rows: int) -> Iterator[tup
     def lines() -> Iterator[str]:
         with path.open("rb") as handle:
             first = True
-            for raw in handle:
+            for raw in _binary_lines(handle):
                 if first:
                     raw = raw.removeprefix(b"\xef\xbb\xbf")
                     first = False
@@ -168,7 +211,7 @@ def iter_batches(path: Path, header: HeaderMap, batch_rows: int) -> Iterator[tup
                     yield raw.decode("utf-8")
                 except UnicodeDecodeError:
                     raise InputFileError(
-                        path, "not UTF-8 text (re-export the file as CSV UTF-8)", row=state["row"] + 1
+                        path, f"not UTF-8 text{_guess_encoding(raw)}: {EXPORT_UTF8}", row=state["row"] + 1
                     ) from None
 
     reader = csv.reader(lines(), delimiter=header.delimiter)

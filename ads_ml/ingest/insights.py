@@ -67,7 +67,8 @@ CURRENCY_PATTERN = r"(amountspent|valorusado|valorgasto|importegastado)(?P<curre
 INSIGHT_FIELDS: tuple[Field, ...] = (
     Field("date", ("date", "day", "dia"), required=False),
     Field("reporting_start", ("reportingstarts", "iniciodosrelatorios", "iniciodelinforme"), required=False),
-    Field("reporting_end", ("reportingends", "terminodosrelatorios", "findelinforme"), required=False),
+    Field("reporting_end", ("reportingends", "terminodosrelatorios", "encerramentodosrelatorios", "findelinforme"),
+          required=False),
     Field("campaign_id", ("campaignid", "identificacaodacampanha", "iddacampanha", "identificadordelacampana",
                           "iddelacampana"), label='"Campaign ID" or "campaign_id"'),
     Field("adset_id", ("adsetid", "identificacaodoconjuntodeanuncios", "iddoconjuntodeanuncios",
