@@ -101,6 +101,12 @@ REFUSED = {
                         r'row 2, column "Amount spent \(BRL\)": 1e12 is implausibly large'),
     "impressions_too_large": (EN_HEADER + "\n2026-09-03,23850001,c,23860001,s,23870001,a,1,1e20,9,1.1,1,0",
                               r'row 2, column "Impressions": 1e20 is implausibly large'),
+    # an export of two accounts: the second one's rows would be stored under --account act_real
+    "rows_of_another_account": (
+        "Account ID,Day,Campaign ID,Ad set ID,Ad ID,Amount spent (BRL),Impressions,Link clicks,Leads\n"
+        "act_real,2026-09-03,23850001,23860001,23870001,5,100,4,0\n"
+        "998877,2026-09-03,23850009,23860009,23870009,5,100,4,0",
+        r'row 3, column "Account ID": row of account \'998877\', not act_real: import each account\'s rows'),
     # a decimal comma in one row, a decimal point in another: "1.191" cannot be read one way only
     "decimal_comma_and_point_in_one_file": (
         EN_HEADER.replace(",", ";") + "\n2026-09-03;23850001;c;23860001;s;23870001;a;11,91;10;9;1;1;0"
@@ -142,6 +148,10 @@ def test_cr_only_line_endings_and_portuguese_reporting_period_are_read(app_env, 
         stored = dict(conn.execute(sa.text("select account_id, sum(spend) from daily_insights where entity_type = 'ad' "
                                            "group by account_id")).all())
     assert stored == {"act_cr": pytest.approx(92.71), "act_ptp": pytest.approx(5.5)}
+    # an account column naming the account imported into ("123", "act_123": one account) is fine
+    own = ("Account ID,Day,Campaign ID,Ad set ID,Ad ID,Amount spent (BRL),Impressions,Link clicks,Leads\n"
+           "123,2026-09-03,23850001,23860001,23870001,5,100,4,0\n")
+    assert main(["import", "insights", str(_file(tmp_path, "own.csv", own)), "--account", "act_123"]) == 0
 
 
 BRAZILIAN_EXCEL = (  # Excel's CSV in pt-BR: ";" between fields, decimal comma, thousands dot

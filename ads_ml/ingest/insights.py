@@ -66,6 +66,8 @@ CURRENCY_PATTERN = r"(amountspent|valorusado|valorgasto|importegastado)(?P<curre
 # exports in English, Portuguese and Spanish, and of the canonical snake_case form.
 INSIGHT_FIELDS: tuple[Field, ...] = (
     Field("date", ("date", "day", "dia"), required=False),
+    Field("account", ("accountid", "account", "identificacaodaconta", "iddaconta", "identificadordelacuenta",
+                      "iddelacuenta"), required=False),
     Field("reporting_start", ("reportingstarts", "iniciodosrelatorios", "iniciodelinforme"), required=False),
     Field("reporting_end", ("reportingends", "terminodosrelatorios", "encerramentodosrelatorios", "findelinforme"),
           required=False),
@@ -468,6 +470,8 @@ def _parse_batch(path: Path, raw: pd.DataFrame, fmt: _Format, result: ImportResu
     if raw.empty:
         return pd.DataFrame()
     require_values(path, raw, {c: names[c] for c in ids})
+    if "account" in names:
+        _check_account(path, raw, names["account"], result.account_id)
     _check_texts(path, raw, fmt)
     if "date" not in raw.columns:
         raw = raw.assign(date=raw["reporting_start"])
@@ -525,6 +529,21 @@ def _parse_batch(path: Path, raw: pd.DataFrame, fmt: _Format, result: ImportResu
         column = f"{level}_daily_budget"
         out[column] = _parse_budget(path, raw, level, names, result, fmt.numbers) if column in names else np.nan
     return out
+
+
+def _same_account(value: str) -> str:
+    """An account id as Meta writes it anywhere: "act_123", "123" and "act-123" are one account."""
+    return value.strip().lower().removeprefix("act_").removeprefix("act-")
+
+
+def _check_account(path: Path, raw: pd.DataFrame, column: str, account_id: str) -> None:
+    """A file with an account column holds only the account it is imported into: a row of another
+    account is refused (its rows would be stored under this one)."""
+    other = (raw["account"] != "") & (raw["account"].map(_same_account) != _same_account(account_id))
+    row = first_bad(other, raw.index)
+    if row is not None:
+        raise InputFileError(path, f"row of account {raw.at[row, 'account']!r}, not {account_id}: import each "
+                             "account's rows with its own --account (filter the export by account)", row=row, column=column)
 
 
 def _check_texts(path: Path, raw: pd.DataFrame, fmt: _Format) -> None:
