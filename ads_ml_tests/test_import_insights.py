@@ -184,7 +184,7 @@ def test_empty_and_binary_files_are_refused(engine, tmp_path):
         import_insights(engine, empty, "act_e")
     binary = tmp_path / "report.xlsx"
     binary.write_bytes(b"PK\x03\x04\x14\x00\x06\x00\x08\x00\x00\x00!\x00" + bytes(range(256)))
-    with pytest.raises(InputFileError, match=r"report\.xlsx, row 1: an Excel workbook \(\.xlsx\), not a CSV file: save it as \"CSV UTF-8"):
+    with pytest.raises(InputFileError, match=r"report\.xlsx, row 1: an Excel workbook that cannot be read \(BadZipFile\): save it as \"CSV UTF-8"):
         import_insights(engine, binary, "act_e")
     not_csv = write_csv(tmp_path / "notes.txt", "just some words\nand more words")
     with pytest.raises(InputFileError, match=r"notes\.txt, row 1: not a CSV file"):

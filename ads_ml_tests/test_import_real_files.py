@@ -125,8 +125,8 @@ ENCODINGS = {
     # Excel's "CSV (Comma delimited)" on Windows: "Vídeo" in Windows-1252, on row 3
     "windows_1252": ((EN_HEADER + "\n" + EN_ROWS[0] + "\n" + EN_ROWS[1].replace("Static B", "Vídeo B") + "\n").encode("cp1252"),
                      r"row 3: not UTF-8 text \(it looks like Windows-1252.*CSV UTF-8"),
-    # a workbook saved with a .csv name
-    "xlsx_named_csv": (b"PK\x03\x04" + b"\x14\x00" * 40, r"row 1: an Excel workbook \(.xlsx\), not a CSV file"),
+    # a broken workbook
+    "broken_xlsx": (b"PK\x03\x04" + b"\x14\x00" * 40, r"row 1: an Excel workbook that cannot be read \(BadZipFile\)"),
 }
 
 
@@ -152,6 +152,29 @@ def test_cr_only_line_endings_and_portuguese_reporting_period_are_read(app_env, 
     own = ("Account ID,Day,Campaign ID,Ad set ID,Ad ID,Amount spent (BRL),Impressions,Link clicks,Leads\n"
            "123,2026-09-03,23850001,23860001,23870001,5,100,4,0\n")
     assert main(["import", "insights", str(_file(tmp_path, "own.csv", own)), "--account", "act_123"]) == 0
+
+
+def test_ads_managers_xlsx_download_is_read_like_its_csv(app_env, engine, tmp_path, capsys):
+    import openpyxl
+
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    sheet.append(EN_HEADER.split(","))
+    for line in EN_ROWS:
+        cells = line.split(",")
+        day = dt.datetime.fromisoformat(cells[0])  # Excel stores the day as a date, the ids as text
+        sheet.append([day, *cells[1:7], *(float(v) for v in cells[7:])])
+    workbook.save(tmp_path / "export.xlsx")
+    assert main(["import", "insights", str(tmp_path / "export.xlsx"), "--account", "act_x"]) == 0
+    with engine.connect() as conn:
+        stored = conn.execute(sa.text("select count(*), sum(spend), sum(leads) from daily_insights "
+                                      "where account_id = 'act_x' and entity_type = 'ad'")).one()
+    assert tuple(stored) == (3, pytest.approx(92.71), 6)
+    # an id a spreadsheet turned into a number (digits lost) is refused, as in a CSV
+    sheet.append([dt.datetime(2026, 9, 3), "23850001", "c", "23860001", "s", 2.3870000000000002e16, "a", 1.0, 10, 9, 1.1, 1, 0])
+    workbook.save(tmp_path / "rounded.xlsx")
+    assert main(["import", "insights", str(tmp_path / "rounded.xlsx"), "--account", "act_x"]) == 1
+    assert re.search(r'rounded\.xlsx, row 5, column "Ad ID": id .* was turned into a number', capsys.readouterr().err)
 
 
 BRAZILIAN_EXCEL = (  # Excel's CSV in pt-BR: ";" between fields, decimal comma, thousands dot

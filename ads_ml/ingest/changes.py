@@ -12,7 +12,7 @@ from ads_ml.db.engine import begin_write
 from ads_ml.db.models import ENTITY_MODELS, ChangeEvent, ImportBatch, utcnow
 from ads_ml.db.queries import record_import_batch
 from ads_ml.db.upsert import upsert
-from ads_ml.ingest.csvfile import Field, InputFileError, iter_batches, parse_dates, read_header, require_values
+from ads_ml.ingest.csvfile import Field, InputFileError, iter_batches, parse_dates, read_header, readable_csv, require_values
 from ads_ml.ingest.insights import ensure_account, validate_account_id
 
 CHANGE_FIELDS: tuple[Field, ...] = (
@@ -29,7 +29,11 @@ def import_changes(engine: Engine, path: str | Path, account_id: str) -> int:
     """Upsert the change events of ``path`` into ``account_id``; returns the number of rows read.
     Every event must name an entity the account already has (import insights first)."""
     validate_account_id(account_id)
-    path = Path(path)
+    with readable_csv(Path(path)) as csv_path:
+        return _import_changes(engine, csv_path, account_id)
+
+
+def _import_changes(engine: Engine, path: Path, account_id: str) -> int:
     header = read_header(path, CHANGE_FIELDS)
     names = header.columns
     rows = 0

@@ -9,8 +9,10 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import re
+import tempfile
 import unicodedata
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,6 +105,60 @@ def check_text_file(path: Path) -> bytes:
 
 #: How to write a file this import reads, said wherever one is refused for its encoding.
 EXPORT_UTF8 = 'save it as "CSV UTF-8 (Comma delimited) (*.csv)" in Excel, or export CSV from Ads Manager'
+
+
+def _cell_text(value: object) -> str:
+    """A workbook cell as an export writes it: dates YYYY-MM-DD, whole numbers without ".0", a
+    number of 15 digits and more in scientific notation (a spreadsheet has rounded it: an id in it
+    is refused as such, never stored with its last digits lost)."""
+    if value is None:
+        return ""
+    if isinstance(value, dt.datetime):
+        return value.date().isoformat() if value.time() == dt.time() else value.isoformat()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, bool):
+        return str(value).upper()
+    if isinstance(value, float):
+        if value.is_integer() and abs(value) < 1e15:
+            return str(int(value))
+        return repr(value)
+    return str(value).strip()
+
+
+@contextmanager
+def readable_csv(path: Path) -> Iterator[Path]:
+    """The file as CSV: itself, or for an Excel workbook (.xlsx, e.g. Ads Manager's download) its
+    first sheet written as a UTF-8 CSV of the same name in a temporary directory (read with
+    openpyxl's streaming read-only mode, so a large workbook is not held in memory), so every
+    check and message of a CSV import applies, rows numbered as the sheet numbers them."""
+    zipped = False
+    if path.is_file():
+        with path.open("rb") as handle:
+            zipped = handle.read(4) == b"PK\x03\x04"
+    if not zipped:
+        yield path
+        return
+    import openpyxl
+
+    source = path.open("rb")  # a handle: openpyxl would judge a path by its extension (".csv")
+    try:
+        workbook = openpyxl.load_workbook(source, read_only=True, data_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable workbook is one message
+        source.close()
+        raise InputFileError(path, f"an Excel workbook that cannot be read ({type(exc).__name__}): {EXPORT_UTF8}",
+                             row=1) from None
+    try:
+        with tempfile.TemporaryDirectory(prefix="ads_ml_xlsx_") as folder:
+            out = Path(folder) / path.name
+            with out.open("w", encoding="utf-8", newline="") as handle:
+                writer = csv.writer(handle, lineterminator="\n")
+                for row in workbook.worksheets[0].iter_rows(values_only=True):
+                    writer.writerow([_cell_text(v) for v in row])
+            yield out
+    finally:
+        workbook.close()
+        source.close()
 
 
 def _row_at(data: bytes, offset: int) -> int:

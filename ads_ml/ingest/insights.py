@@ -53,6 +53,7 @@ from ads_ml.ingest.csvfile import (
     parse_dates,
     parse_numbers,
     read_header,
+    readable_csv,
     require_values,
 )
 
@@ -226,7 +227,13 @@ def import_insights(
     day): ad-days in that range that the file does not have are deleted. ``lead_indicators``:
     result indicators (besides leads types) whose "Results" count as leads."""
     validate_account_id(account_id)
-    path = Path(path)
+    with readable_csv(Path(path)) as csv_path:
+        return _import_insights(engine, csv_path, account_id, batch_rows=batch_rows, replace=replace,
+                                lead_indicators=lead_indicators, today=today)
+
+
+def _import_insights(engine: Engine, path: Path, account_id: str, *, batch_rows: int, replace: bool,
+                     lead_indicators: Sequence[str], today: dt.date | None) -> ImportResult:
     header = read_header(path, INSIGHT_FIELDS)
     fmt = _file_format(path, header, lead_indicators, today or dt.date.today())
     numeric = {c: fmt.names[c] for c in NUMERIC_FIELDS if c in fmt.names}
