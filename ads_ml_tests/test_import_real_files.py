@@ -101,6 +101,9 @@ REFUSED = {
                         r'row 2, column "Amount spent \(BRL\)": 1e12 is implausibly large'),
     "impressions_too_large": (EN_HEADER + "\n2026-09-03,23850001,c,23860001,s,23870001,a,1,1e20,9,1.1,1,0",
                               r'row 2, column "Impressions": 1e20 is implausibly large'),
+    # the same ad-day twice, side by side: on PostgreSQL too the message names both rows
+    "same_ad_day_twice_in_a_row": (GOOD + "\n" + EN_ROWS[-1],
+                                   r'row 5, column "Ad ID": ad 23870001 on 2026-09-02 appears twice in the file \(first in row 4\)'),
     # an export of two accounts: the second one's rows would be stored under --account act_real
     "rows_of_another_account": (
         "Account ID,Day,Campaign ID,Ad set ID,Ad ID,Amount spent (BRL),Impressions,Link clicks,Leads\n"

@@ -275,7 +275,7 @@ def write_ad_days(
             continue
         if where is not None:
             where[:] = [(int(batch.index[0]), int(batch.index[-1]))]
-        keys.add(batch)
+        keys.add(batch, source, fmt.names["ad_id"])
         created = known.merge(conn, source, batch, fmt.names, now)
         result.campaigns_created += created[0]
         result.adsets_created += created[1]
@@ -387,7 +387,17 @@ class _ImportKeys:
         self.table.create(conn)
         Index("ix_ads_ml_import_keys", self.table.c.ad_id, self.table.c.date).create(conn)
 
-    def add(self, batch: pd.DataFrame) -> None:
+    def add(self, batch: pd.DataFrame, path: Path | str, column: str) -> None:
+        """Record the batch's keys; an ad-day twice within the batch is refused here, before the
+        upsert (PostgreSQL's ON CONFLICT would fail on it without naming a row)."""
+        again = batch.duplicated(["ad_id", "date"], keep="first")
+        if again.any():
+            row = int(batch.index[np.flatnonzero(again.to_numpy())[0]])
+            same = (batch["ad_id"] == batch.at[row, "ad_id"]) & (batch["date"] == batch.at[row, "date"])
+            first = int(batch.index[np.flatnonzero(same.to_numpy())[0]])
+            raise InputFileError(
+                path, f"ad {batch.at[row, 'ad_id']} on {batch.at[row, 'date'].date()} appears twice in the file "
+                f"(first in row {first})", row=row, column=column)
         self.conn.execute(self.table.insert(), [
             {"ad_id": a, "date": d, "row": int(r)}
             for a, d, r in zip(batch["ad_id"], batch["date"].dt.date, batch.index)
