@@ -217,8 +217,6 @@ def report(title: str, cases: list[Case]) -> None:
         best = peers["pooled"].idxmin()
         diff, low, high = bootstrap(subset, "ours", best)
         print(f"ours − best peer ({best}), pooled ratio: {diff:+.3f} [{low:+.3f}, {high:+.3f}]")
-        if metric != "spend" or "real" not in title:
-            continue
     by_cut = {}
     for c in cases:
         by_cut.setdefault(c.source, []).append(c)
