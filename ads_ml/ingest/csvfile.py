@@ -87,8 +87,6 @@ def check_text_file(path: Path) -> bytes:
         raise InputFileError(path, "file is empty")
     if head.startswith((b"\xff\xfe", b"\xfe\xff")) or (len(head) > 8 and head[1:8:2] == b"\x00" * 4):
         raise InputFileError(path, f"UTF-16 text (Excel's \"Unicode text\"), not UTF-8: {EXPORT_UTF8}", row=1)
-    if head.startswith(b"PK\x03\x04"):
-        raise InputFileError(path, f"an Excel workbook (.xlsx), not a CSV file: {EXPORT_UTF8}", row=1)
     if b"\x00" in head:
         raise InputFileError(path, "not a CSV file (binary content)")
     text = head.decode("utf-8", errors="replace")

@@ -177,11 +177,15 @@ def forecast_prophet(series: pd.Series, horizon: int, params: dict | None = None
     ).clipped()
 
 
+#: ETS and Theta fit a weekly season from two seasons and two days of values; shorter, none.
+SEASONAL_MIN_POINTS = 2 * 7 + 2
+
+
 def _statsforecast(model_class, series: pd.Series, horizon: int) -> Forecast:  # noqa: ANN001
     """A statsforecast model with a weekly season (7) on the series, its 95 % interval; a series
     too short for the season gets the model without one."""
     y = series.dropna().to_numpy(dtype="float64")
-    season = 7 if len(y) >= 2 * 7 + 2 else 1
+    season = 7 if len(y) >= SEASONAL_MIN_POINTS else 1
     with np.errstate(all="ignore"):
         result = model_class(season_length=season).forecast(y=y, h=horizon, level=[int(settings.FORECAST_INTERVAL_WIDTH * 100)])
     level = int(settings.FORECAST_INTERVAL_WIDTH * 100)
@@ -516,8 +520,8 @@ def statsforecast_matrix(matrix: pd.DataFrame, horizon: int, methods: tuple[str,
     level = int(settings.FORECAST_INTERVAL_WIDTH * 100)
     values = matrix.to_numpy(dtype="float64")
     counts = (~np.isnan(values)).sum(axis=1)
-    groups = ((7, np.flatnonzero(counts >= 2 * 7 + 2)),
-              (1, np.flatnonzero((counts >= settings.FORECAST_MIN_POINTS_PROPHET) & (counts < 2 * 7 + 2))))
+    groups = ((7, np.flatnonzero(counts >= SEASONAL_MIN_POINTS)),
+              (1, np.flatnonzero((counts >= settings.FORECAST_MIN_POINTS_PROPHET) & (counts < SEASONAL_MIN_POINTS))))
     blocks = {f"{season}:{i}": rows[i:i + STATSFORECAST_CHUNK]
               for season, rows in groups for i in range(0, len(rows), STATSFORECAST_CHUNK)}
     items = [(key, (values[rows], horizon, methods, int(key.split(":")[0]))) for key, rows in blocks.items()]
@@ -824,11 +828,10 @@ def stacked_forecasts(matrix: pd.DataFrame, spend: pd.DataFrame, weights: dict[s
         out[BASELINE] = forecasts[BASELINE].take(keep)
     if stopped.any():
         rows = matrix.loc[stopped]
-        zero = np.zeros((len(rows), horizon))
-        baseline = seasonal_naive_matrix(rows, horizon)
-        if metric != "cpl":
+        if metric != "cpl":  # a stopped entity's CPL: no delivery, nothing to forecast
+            zero = np.zeros((len(rows), horizon))
             out[STOPPED] = LevelForecast(rows.index, dates, zero, zero.copy(), zero.copy())
-            out[BASELINE] = _concat(out.get(BASELINE), baseline)
+            out[BASELINE] = _concat(out.get(BASELINE), seasonal_naive_matrix(rows, horizon))
     return out
 
 
@@ -850,10 +853,7 @@ class LevelResult:
         parts = [self.forecasts[k] for k in ("ensemble", STOPPED) if k in self.forecasts]
         if not parts:
             return LevelForecast(pd.Index([]), pd.DatetimeIndex([]), *(np.empty((0, 0)) for _ in range(3)))
-        out = parts[0]
-        for part in parts[1:]:
-            out = _concat(out, part)
-        return out
+        return parts[0] if len(parts) == 1 else _concat(*parts)
 
 
 def forecast_level(matrix: pd.DataFrame, spend: pd.DataFrame, members: tuple[str, ...], params: dict | None = None, *,

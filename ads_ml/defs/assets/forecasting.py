@@ -191,12 +191,11 @@ def build_ensemble_weights_asset(level: str) -> dg.AssetsDefinition:
         methods = settings.forecast_methods(level)
         params = load_prophet_params(engine, insights.account_id, level)
         end = pd.Timestamp(insights.reference_date)
-        spend = series_matrix(insights.daily, "spend", end)
+        matrices = {m: series_matrix(insights.daily, m, end) for m in settings.FORECAST_METRICS}
         weights, metrics_used, pooled, per_entity, rows, failed, intervals = {}, {}, {}, [], [], {}, {}
-        for metric in settings.FORECAST_METRICS:
-            matrix = series_matrix(insights.daily, metric, end)
+        for metric, matrix in matrices.items():
             calibration = calibrate_stack(
-                matrix, spend, methods, _params_for(params, metric), metric=metric,
+                matrix, matrices["spend"], methods, _params_for(params, metric), metric=metric,
                 map_rows=fanout.mapper(label=f"{level} {metric} validations", log=context.log, errors=failed))
             weights[metric], metrics_used[metric], pooled[metric] = calibration.weights, "mae", calibration.member_errors
             intervals[metric] = calibration.interval
