@@ -330,6 +330,7 @@ def _print_report(account_id: str) -> None:
         account_currency,
         account_exists,
         actions_summary,
+        current_impact_reports,
         forecast_and_anomaly_summary,
         latest_classifications,
         load_features,
@@ -343,6 +344,7 @@ def _print_report(account_id: str) -> None:
     from ads_ml.ml.metrics import format_value
 
     currency = account_currency(engine, account_id)
+    impacts = current_impact_reports(engine, account_id)
     print(f"account {account_id} — reference date {reference_date(engine, account_id) or 'none (no insights)'}"
           f"; amounts in {currency or 'the account currency (not recorded)'}")
     for level in settings.ENTITY_TYPES:
@@ -368,6 +370,11 @@ def _print_report(account_id: str) -> None:
                 print(f"    {summary}")
         for line in top_findings(engine, account_id, level):
             print(f"      - {line}")
+        reports = impacts.loc[impacts["entity_type"] == level].head(settings.REPORT_IMPACT_ROWS) if len(impacts) else impacts
+        for r in reports.itertuples():
+            print(f"      - {r.change_type.replace('_', ' ')} of {level} {r.entity_id} on {r.change_date}: "
+                  f"{r.overall_impact} (verdict of record, {r.window_after}-day after-window"
+                  + (f"; {r.history}" if r.history and "," in r.history else "") + ")")
 
 
 def _safe_url() -> str:

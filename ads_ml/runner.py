@@ -69,8 +69,10 @@ def materialize_account(
     instance: dg.DagsterInstance | None = None,
     defs: dg.Definitions | None = None,
     raise_on_error: bool = True,
+    run_config: dict | None = None,
 ) -> dg.ExecuteInProcessResult:
-    """Materialise ``select`` (asset names; default all) for one account partition."""
+    """Materialise ``select`` (asset names; default all) for one account partition; ``run_config``'s
+    ``ops`` (e.g. a sensor's run request's) configure the selected assets."""
     defs = defs or _defs()
     known = asset_names(defs)
     # an account's assets: the deployment-wide ones (meta_ad_accounts) are not the account's
@@ -84,20 +86,23 @@ def materialize_account(
     try:
         ensure_partition(instance, account_id)
         # INFO keeps the console readable; every event is still stored for the UI.
-        run_config: dict = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+        config: dict = {"loggers": {"console": {"config": {"log_level": "INFO"}}},
+                        "ops": dict((run_config or {}).get("ops", {}))}
         if reference_date is not None:
-            run_config["ops"] = {
+            config["ops"].update({
                     name: {"config": {"reference_date": reference_date.isoformat()}}
                     for name in selection
                     if name.endswith("_insights")
-                }
+                })
+        if not config["ops"]:
+            del config["ops"]
         job = defs.resolve_implicit_global_asset_job_def()
         with account_turn(instance, account_id):
             result = job.execute_in_process(
                 instance=instance,
                 partition_key=account_id,
                 asset_selection=[dg.AssetKey(name) for name in selection],
-                run_config=run_config,
+                run_config=config,
                 tags=cli_run_tags(),
                 raise_on_error=False,
             )

@@ -269,6 +269,18 @@ def sensor_interval_seconds(default: int) -> int:
     return int(value)
 
 
+def impact_report_windows() -> tuple[int, ...]:
+    """The after-windows every change is reported at (``ADS_ML_IMPACT_WINDOWS`` or the default), ascending."""
+    value = os.environ.get(IMPACT_WINDOWS_ENV, "").strip()
+    if not value:
+        return IMPACT_REPORT_WINDOWS
+    parts = [p.strip() for p in value.split(",") if p.strip()]
+    if not parts or not all(p.isdigit() and IMPACT_MIN_WINDOW_DAYS <= int(p) <= IMPACT_MAX_WINDOW_DAYS for p in parts):
+        raise ValueError(f"{IMPACT_WINDOWS_ENV}={value!r}: expected comma-separated days, each "
+                         f"{IMPACT_MIN_WINDOW_DAYS}–{IMPACT_MAX_WINDOW_DAYS}")
+    return tuple(sorted({int(p) for p in parts}))
+
+
 def schedule_timezone() -> str:
     """Timezone of the cron times for an account whose own timezone is unknown or not a valid IANA
     name (``ADS_ML_SCHEDULE_TIMEZONE``, default UTC)."""
@@ -444,6 +456,13 @@ ANOMALY_ZERO_LEADS_PROBABILITY = 0.001
 IMPACT_DEFAULT_WINDOW_DAYS = 7
 IMPACT_MIN_WINDOW_DAYS = 3
 IMPACT_MAX_WINDOW_DAYS = 30
+#: Each change gets a report this many days after it, each when its after-window has elapsed
+#: (``change_events_sensor`` requests them); the longest complete one is the verdict of record.
+#: ``ADS_ML_IMPACT_WINDOWS`` (comma-separated days) overrides them.
+IMPACT_REPORT_WINDOWS = (7, 14, 28)
+IMPACT_WINDOWS_ENV = "ADS_ML_IMPACT_WINDOWS"
+#: ``ads-ml report`` lists this many of each level's most recent changes with their verdict of record.
+REPORT_IMPACT_ROWS = 5
 IMPACT_METRICS = ("cpl", "leads", "ctr", "spend")
 IMPACT_SIGNIFICANCE = 0.05
 IMPACT_MIN_EFFECT_SIZE = 0.2  # Cohen's d below this is not meaningful

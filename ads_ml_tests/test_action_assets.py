@@ -10,6 +10,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from ads_ml.cli import main
+from ads_ml.db.queries import current_impact_reports
 from ads_ml.defs.resources import DatabaseResource
 from ads_ml.defs.sensors import change_events_sensor
 from ads_ml.demo import generate_account
@@ -43,25 +44,34 @@ adset,{adset},{END - dt.timedelta(days=3)},audience_change,,
     assert materialize_account("act_act", ASSETS, instance=dagster_instance).success
     open_before = count(engine, "ml_recommendations", "status = 'OPEN'")
     assert open_before > 0
-    reports = pd.read_sql(sa.text("select * from ml_impact_reports"), engine.connect())
-    # only the change whose 7-day after-window has elapsed
-    assert len(reports) == 1 and reports["change_type"].iloc[0] == "budget_change"
-    report = reports.iloc[0]
+    reports = pd.read_sql(sa.text("select * from ml_impact_reports order by window_after"), engine.connect())
+    # only the change whose after-windows have elapsed: 20 days old, so its 7- and 14-day reports
+    assert reports["change_type"].tolist() == ["budget_change"] * 2 and reports["window_after"].tolist() == [7, 14]
+    report = reports.iloc[1]
     changes_json = report["metric_changes"] if isinstance(report["metric_changes"], dict) else json.loads(report["metric_changes"])
     assert set(changes_json) == {"cpl", "leads", "ctr", "spend"}
     assert report["status"] == "complete" and report["overall_impact"] in ("positive", "negative", "neutral", "inconclusive")
-    assert report["window_before"] == 7 and report["window_after"] == 7
+    assert (reports["window_before"] == 7).all()
+    # the later report says how the verdict evolved
+    first, second = reports["overall_impact"].tolist()
+    assert f"Verdict at 14 days: {second} ({first} at 7 days, {second} at 14 days)." in report["recommendation"]
 
-    # a second run: no duplicate OPEN recommendation, the due report is not redone
+    # a second run: no duplicate OPEN recommendation, the due reports are not redone
     assert materialize_account("act_act", ASSETS, instance=dagster_instance).success
     assert count(engine, "ml_recommendations", "status = 'OPEN'") == open_before
-    assert count(engine, "ml_impact_reports") == 1
+    assert count(engine, "ml_impact_reports") == 2
     meta = dagster_instance.get_latest_materialization_event(dg.AssetKey("ad_recommendations")).asset_materialization.metadata
     assert meta["new"].value == 0 and meta["already_open"].value > 0
-    # impact_reports' latest materialisation shows the report it holds, though this run added none
+    # impact_reports' latest materialisation shows the verdict of record it holds, though this run added none
     meta = dagster_instance.get_latest_materialization_event(dg.AssetKey("impact_reports")).asset_materialization.metadata
     assert meta["reports"].value == 1 and meta["new_in_this_run"].value == 0
-    assert sum(meta["by_verdict"].value.values()) == 1 and "budget_change" in meta["reports_table"].value
+    assert meta["by_verdict"].value == {second: 1} and "budget_change" in meta["reports_table"].value
+    assert f"{first} at 7 days, {second} at 14 days" in meta["reports_table"].value
+
+    # `ads-ml report` shows the verdict of record
+    assert main(["report", "--account", "act_act"]) == 0
+    out = capsys.readouterr().out
+    assert f"budget change of adset {adset} on {END - dt.timedelta(days=20)}: {second} (verdict of record, 14-day after-window" in out
 
     # on demand, from the command line, with other windows
     assert main(["impact", "--account", "act_act", "--entity-type", "adset", "--entity-id", adset,
@@ -69,7 +79,7 @@ adset,{adset},{END - dt.timedelta(days=3)},audience_change,,
                  "--window-before", "14", "--window-after", "10"]) == 0
     out = capsys.readouterr().out
     assert "budget_change of adset" in out and "cpl:" in out
-    assert count(engine, "ml_impact_reports") == 2
+    assert count(engine, "ml_impact_reports") == 3
 
 
 def test_change_events_sensor_requests_exactly_the_due_reports(dagster_instance, engine, db_url, tmp_path):
@@ -93,25 +103,53 @@ adset,{adsets[1]},{END - dt.timedelta(days=3)},creative_change,,
     assert [r.partition_key for r in first.run_requests] == ["act_sens"]
     assert first.run_requests[0].run_config["ops"]["impact_reports"]["config"]["change_ids"] == [ids[adsets[0]]]
     second = tick(first.cursor)
-    assert not second.run_requests  # the second change is not due yet, the first was requested
-    assert second.skip_reason.skip_message == "no change due: 1 waiting for their 7-day after-window"
+    assert not second.run_requests  # the second change is not due yet, the first was requested at 7 days
+    assert second.skip_reason.skip_message == "no change due: 2 waiting for an after-window (7/14/28 days)"
 
     # once the first change is reported (as `ads-ml demo` does before the daemon's first start), a
-    # sensor starting afresh does not request it again
+    # sensor starting afresh does not request that window again
     assert materialize_account("act_sens", ASSETS[:3] + ["impact_reports"], instance=dagster_instance).success
     fresh_start = tick(None)
-    assert not fresh_start.run_requests and "1 already reported" in fresh_start.skip_reason.skip_message
+    assert not fresh_start.run_requests
 
-    # four more days of insights: the second change's after-window has elapsed
-    later = data.insights.loc[data.insights["date"] == str(END)].copy()
-    rows = []
-    for k in range(1, 5):
-        day = later.copy()
-        day["date"] = str(END + dt.timedelta(days=k))
-        rows.append(day)
-    path = tmp_path / "later.csv"
-    pd.concat(rows).to_csv(path, index=False)
-    import_insights(engine, path, "act_sens")
+    def add_days(last: dt.date, until: dt.date) -> None:
+        """Insights of the days after ``last`` up to ``until`` (copies of END's rows)."""
+        template = data.insights.loc[data.insights["date"] == str(END)]
+        days = pd.date_range(last + dt.timedelta(days=1), until, freq="D")
+        path = tmp_path / f"until_{until}.csv"
+        pd.concat([template.assign(date=d.date().isoformat()) for d in days]).to_csv(path, index=False)
+        import_insights(engine, path, "act_sens")
+
+    def run(request: dg.RunRequest) -> None:
+        assert materialize_account("act_sens", ASSETS[:3] + ["impact_reports"], instance=dagster_instance,
+                                   run_config=request.run_config).success
+
+    def windows() -> dict[str, list[int]]:
+        with engine.connect() as conn:
+            rows = conn.execute(sa.text("select entity_id, window_after from ml_impact_reports order by window_after")).all()
+        out: dict[str, list[int]] = {}
+        for entity, window in rows:
+            out.setdefault(entity, []).append(window)
+        return out
+
+    # four more days: the first change's 14-day window and the second's 7-day one have elapsed
+    add_days(END, END + dt.timedelta(days=4))
     third = tick(second.cursor)
-    assert [r.run_config["ops"]["impact_reports"]["config"]["change_ids"] for r in third.run_requests] == [[ids[adsets[1]]]]
-    assert json.loads(third.cursor)["pending"] == []
+    assert [r.run_config["ops"]["impact_reports"]["config"]["change_ids"] for r in third.run_requests] == [
+        sorted([ids[adsets[0]], ids[adsets[1]]])]
+    run(third.run_requests[0])
+    assert windows() == {adsets[0]: [7, 14], adsets[1]: [7]}
+    assert not tick(third.cursor).run_requests  # each window once
+
+    # fourteen more: the first change's 28-day window, the second's 14-day one
+    add_days(END + dt.timedelta(days=4), END + dt.timedelta(days=18))
+    fourth = tick(third.cursor)
+    assert len(fourth.run_requests) == 1
+    run(fourth.run_requests[0])
+    run(fourth.run_requests[0])  # a re-run replaces, never duplicates
+    assert windows() == {adsets[0]: [7, 14, 28], adsets[1]: [7, 14]}
+    assert [p[0] for p in json.loads(fourth.cursor)["pending"]] == [ids[adsets[1]]]  # the first is done
+    fifth = tick(fourth.cursor)
+    assert not fifth.run_requests and fifth.skip_reason.skip_message == "no change due: 1 waiting for an after-window (7/14/28 days)"
+    record = current_impact_reports(engine, "act_sens").set_index("entity_id").loc[adsets[0]]
+    assert record["window_after"] == 28 and record["history"].count(" days") == 3

@@ -54,11 +54,16 @@ def _failures(instance: dg.DagsterInstance, runs: list[dict]) -> str:
         if run["status"] == "SUCCESS":
             continue
         lines.append(f"{run['job']} {run['tags'].get('dagster/partition')} {run['status']}")
-        for record in instance.all_logs(run["run_id"]):
+        records = instance.all_logs(run["run_id"])
+        before = len(lines)
+        for record in records:
             event = record.dagster_event
             if event is not None and event.event_type in (dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.RUN_FAILURE):
                 error = getattr(event.event_specific_data, "error", None)
                 lines.append(f"  {event.step_key}: {error.message.strip().splitlines()[-1] if error else event.message}")
+        if len(lines) == before:  # no failure event: what the run's log ends with
+            lines += [f"  {(r.dagster_event.event_type_value if r.dagster_event else 'log')}: {r.user_message[:300]}"
+                      for r in records[-8:]]
     return "\n".join(lines)
 
 
@@ -74,6 +79,10 @@ def deployment(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pyte
         "ADS_ML_MODELS_DIR": str(tmp_path / "models"),
         "ADS_ML_N_JOBS": "1",
         "ADS_ML_SENSOR_INTERVAL_SECONDS": "5",
+        # Prophet is off by default; on here at two levels so its tuning is a real, long run
+        # (the run whose worker is killed below) and its forecasts go through the deployment too
+        "ADS_ML_FORECAST_METHODS_CAMPAIGN": "ema,linear,swa,ets,theta,snaive,prophet",
+        "ADS_ML_FORECAST_METHODS_ADSET": "ema,linear,swa,ets,theta,snaive,prophet",
     })
     synced_today = dt.datetime.now(ZoneInfo(SYNCED_TZ)).date()
     demo = generate_account(n_campaigns=2, adsets_per_campaign=2, ads_per_adset=2, days=60, end_date=synced_today, seed=9)

@@ -645,36 +645,56 @@ def load_change_events(engine: Engine, account_id: str, ids: list[int] | None = 
     return frame
 
 
-def reported_changes(engine: Engine, account_id: str, window_before: int, window_after: int) -> set[tuple]:
-    """(entity_type, entity_id, change_date, change_type) that have a complete report for the windows."""
+def reported_windows(engine: Engine, account_id: str, window_before: int) -> dict[tuple, set[int]]:
+    """(entity_type, entity_id, change_date, change_type) → the after-windows it has a complete report for."""
     from ads_ml.db.models import ImpactReportRow as I
 
     with engine.connect() as conn:
         rows = conn.execute(
-            select(I.entity_type, I.entity_id, I.change_date, I.change_type)
-            .where(I.account_id == account_id, I.status == "complete",
-                   I.window_before == window_before, I.window_after == window_after)
+            select(I.entity_type, I.entity_id, I.change_date, I.change_type, I.window_after)
+            .where(I.account_id == account_id, I.status == "complete", I.window_before == window_before)
         ).all()
-    return {(t, e, _as_date(d), c) for t, e, d, c in rows}
+    out: dict[tuple, set[int]] = {}
+    for t, e, d, c, w in rows:
+        out.setdefault((t, e, _as_date(d), c), set()).add(int(w))
+    return out
+
+
+def verdict_history(reports: pd.DataFrame) -> str:
+    """How one change's verdict evolved over its reports (rows with window_after, status,
+    overall_impact): "neutral at 7 days, positive at 28 days"."""
+    done = reports.loc[reports["status"] == "complete"].sort_values("window_after")
+    return ", ".join(f"{v} at {int(w)} days" for w, v in zip(done["window_after"], done["overall_impact"]))
+
+
+def all_impact_reports(engine: Engine, account_id: str) -> pd.DataFrame:
+    """Every impact report of the account, one row per change and windows (change_date as a date)."""
+    from ads_ml.db.models import ImpactReportRow as I
+
+    columns = ["entity_type", "entity_id", "change_date", "change_type", "status", "overall_impact",
+               "metric_changes", "recommendation", "window_before", "window_after", "analyzed_at", "id"]
+    with engine.connect() as conn:
+        rows = conn.execute(select(*(getattr(I, c) for c in columns)).where(I.account_id == account_id)).all()
+    frame = pd.DataFrame(rows, columns=columns)
+    frame["change_date"] = frame["change_date"].map(_as_date)
+    return frame
 
 
 def current_impact_reports(engine: Engine, account_id: str) -> pd.DataFrame:
     """The account's impact reports as they stand: one row per change (entity, date, type), its
-    latest verdict (the most recent analysis; the longer after-window on a tie), the most recent
+    verdict of record — the complete report with the longest after-window (without one, the most
+    recent analysis) — with ``history``, how the verdict evolved over the windows, the most recent
     change first. What ``impact_reports`` holds, whatever one run added."""
-    from ads_ml.db.models import ImpactReportRow as I
-
-    columns = ["entity_type", "entity_id", "change_date", "change_type", "status", "overall_impact",
-               "metric_changes", "window_after", "analyzed_at"]
-    with engine.connect() as conn:
-        rows = conn.execute(select(*(getattr(I, c) for c in columns), I.id).where(I.account_id == account_id)).all()
-    frame = pd.DataFrame(rows, columns=[*columns, "id"])
+    frame = all_impact_reports(engine, account_id)
     if frame.empty:
-        return frame.drop(columns=["id"])
-    frame["change_date"] = frame["change_date"].map(_as_date)
-    frame = frame.sort_values(["analyzed_at", "window_after", "id"])
-    frame = frame.drop_duplicates(["entity_type", "entity_id", "change_date", "change_type"], keep="last")
-    frame = frame.sort_values(["change_date", "analyzed_at"], ascending=False).drop(columns=["id"])
+        return frame.drop(columns=["id", "window_before"]).assign(history=pd.Series(dtype=object))
+    key = ["entity_type", "entity_id", "change_date", "change_type"]
+    history = {k: verdict_history(group) for k, group in frame.groupby(key, sort=False)}
+    frame = frame.assign(complete=frame["status"] == "complete")
+    frame = frame.sort_values(["complete", "window_after", "analyzed_at", "id"])
+    frame = frame.drop_duplicates(key, keep="last")
+    frame["history"] = [history[tuple(k)] for k in frame[key].itertuples(index=False)]
+    frame = frame.sort_values(["change_date", "analyzed_at"], ascending=False).drop(columns=["id", "complete", "window_before"])
     return frame.reset_index(drop=True)
 
 
@@ -697,8 +717,7 @@ def store_impact_reports(engine: Engine, rows: list[dict]) -> int:
 
 
 def actions_summary(engine: Engine, account_id: str, entity_type: str) -> str:
-    """One line: OPEN recommendations by type and impact verdicts of the level."""
-    from ads_ml.db.models import ImpactReportRow as I
+    """One line: OPEN recommendations by type and impact verdicts of record of the level."""
     from ads_ml.db.models import Recommendation as R
 
     with engine.connect() as conn:
@@ -707,16 +726,14 @@ def actions_summary(engine: Engine, account_id: str, entity_type: str) -> str:
             .where(R.account_id == account_id, R.entity_type == entity_type, R.status == "OPEN")
             .group_by(R.recommendation_type).order_by(func.count().desc())
         ).all()
-        verdicts = conn.execute(
-            select(I.overall_impact, func.count())
-            .where(I.account_id == account_id, I.entity_type == entity_type)
-            .group_by(I.overall_impact)
-        ).all()
+    reports = current_impact_reports(engine, account_id)
+    reports = reports.loc[reports["entity_type"] == entity_type] if len(reports) else reports
     parts = []
     if recs:
         parts.append("open recommendations: " + ", ".join(f"{t} {n}" for t, n in recs))
-    if verdicts:
-        parts.append("impact reports: " + ", ".join(f"{v} {n}" for v, n in sorted(verdicts)))
+    if len(reports):
+        verdicts = reports["overall_impact"].value_counts()
+        parts.append("impact verdicts of record: " + ", ".join(f"{v} {verdicts[v]}" for v in sorted(verdicts.index)))
     return "; ".join(parts)
 
 

@@ -13,7 +13,7 @@ from ads_ml.db.queries import (
     change_events_of_batches,
     import_batches_after,
     reference_date,
-    reported_changes,
+    reported_windows,
 )
 from ads_ml.defs.common import LEVELS
 from ads_ml.defs.jobs import insights_refresh_job, impact_job
@@ -160,58 +160,65 @@ def new_insights_sensor(context: dg.SensorEvaluationContext, database: DatabaseR
     minimum_interval_seconds=settings.sensor_interval_seconds(300),
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Keeps a cursor on the imports of change events (in commit order) and the changes still "
-    "waiting for their after-window; when an account's insights reach a change's date + 7 days, requests the "
-    "impact report of exactly the changes that are due.",
+    "waiting for an after-window; when an account's insights reach a change's date + 7, 14 or 28 days "
+    "(ADS_ML_IMPACT_WINDOWS), requests the impact report of exactly the changes that are due, once per window.",
 )
 def change_events_sensor(context: dg.SensorEvaluationContext, database: DatabaseResource) -> dg.SensorResult:
     engine, why_not = _engine_or_reason(database)
     if engine is None:
         return dg.SensorResult(skip_reason=dg.SkipReason(why_not))
+    windows = settings.impact_report_windows()
     state, after = _batch_cursor(context.cursor)
     batches, horizon = import_batches_after(engine, after or 0, ("changes",))
     fresh = change_events_of_batches(engine, batches["id"])
-    # a change whose report is already there (e.g. `ads-ml demo` reported it before the daemon's
-    # first start) is not reported again
-    reported: dict[str, set] = {}
-    for account in fresh["account_id"].unique():
-        reported[account] = reported_changes(engine, account, settings.IMPACT_DEFAULT_WINDOW_DAYS,
-                                             settings.IMPACT_DEFAULT_WINDOW_DAYS)
-    fresh_total = len(fresh)
-    fresh = fresh.loc[[(r.entity_type, str(r.entity_id), r.change_date, r.change_type) not in reported[r.account_id]
-                       for r in fresh.itertuples()]] if len(fresh) else fresh
-    pending = state.get("pending", []) + [[int(r.id), r.account_id, r.change_date.isoformat()] for r in fresh.itertuples()]
+    # a change's windows already reported (e.g. `ads-ml demo` reported them before the daemon's
+    # first start) are not requested again
+    reported: dict[str, dict] = {a: reported_windows(engine, a, settings.IMPACT_DEFAULT_WINDOW_DAYS)
+                                 for a in fresh["account_id"].unique()}
+    pending = [entry + [0] if len(entry) == 3 else entry for entry in state.get("pending", [])]  # [id, account, date, done up to]
+    already = 0
+    for r in fresh.itertuples():
+        done = reported[r.account_id].get((r.entity_type, str(r.entity_id), r.change_date, r.change_type), set())
+        upto = max((w for w in windows if w in done), default=0)
+        if upto == windows[-1]:
+            already += 1
+            continue
+        pending.append([int(r.id), r.account_id, r.change_date.isoformat(), upto])
     active = set(active_account_ids(engine))
-    window = dt.timedelta(days=settings.IMPACT_DEFAULT_WINDOW_DAYS)
-    due: dict[str, list[int]] = {}
+    due: dict[str, list[tuple[int, int]]] = {}
     waiting = []
     references: dict[str, dt.date | None] = {}
-    for event_id, account, change_date in pending:
+    for event_id, account, change_date, upto in pending:
         if account not in active:
             continue  # a deactivated account's changes are dropped
         if account not in references:
             references[account] = reference_date(engine, account)
         ref = references[account]
-        if ref is not None and dt.date.fromisoformat(change_date) + window <= ref:
-            due.setdefault(account, []).append(event_id)
-        else:
-            waiting.append([event_id, account, change_date])
+        elapsed = [w for w in windows if w > upto and ref is not None
+                   and dt.date.fromisoformat(change_date) + dt.timedelta(days=w) <= ref]
+        if elapsed:
+            due.setdefault(account, []).append((event_id, elapsed[-1]))
+            upto = elapsed[-1]
+        if upto < windows[-1]:
+            waiting.append([event_id, account, change_date, upto])
     existing = set(context.instance.get_dynamic_partitions(AD_ACCOUNT_PARTITIONS_NAME))
     new_partitions = sorted(a for a in due if a not in existing)
     requests = [
         dg.RunRequest(
-            run_key=f"impact:{account}:{','.join(map(str, sorted(ids)))}",
+            run_key=f"impact:{account}:{','.join(f'{i}@{w}d' for i, w in sorted(items))}",
             partition_key=account,
-            run_config={"ops": {"impact_reports": {"config": {"change_ids": sorted(ids)}}}},
+            run_config={"ops": {"impact_reports": {"config": {"change_ids": sorted(i for i, _ in items),
+                                                              "windows": list(windows)}}}},
         )
-        for account, ids in sorted(due.items())
+        for account, items in sorted(due.items())
     ]
     return dg.SensorResult(
         run_requests=requests,
         dynamic_partitions_requests=[ad_account_partitions.build_add_request(new_partitions)] if new_partitions else [],
         cursor=json.dumps({"after": horizon, "pending": waiting}),
         skip_reason=None if requests else dg.SkipReason(
-            f"no change due: {len(waiting)} waiting for their {window.days}-day after-window"
-            + (f", {already} already reported" if (already := fresh_total - len(fresh)) else "")),
+            f"no change due: {len(waiting)} waiting for an after-window ({'/'.join(map(str, windows))} days)"
+            + (f", {already} already reported" if already else "")),
     )
 
 

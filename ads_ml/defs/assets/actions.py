@@ -16,8 +16,10 @@ from ads_ml.db.queries import (
     latest_anomalies,
     latest_classifications,
     load_change_events,
-    reported_changes,
+    all_impact_reports,
+    reported_windows,
     store_impact_reports,
+    verdict_history,
     store_recommendations,
 )
 from ads_ml.defs.automation import on_fresh_inputs
@@ -78,10 +80,13 @@ def build_recommendations_asset(level: str) -> dg.AssetsDefinition:
 
 
 class ImpactConfig(dg.Config):
-    """Without an entity: every change event whose after-window has elapsed and has no report yet
-    (or the ``change_ids`` given). With an entity: that one change, on demand."""
+    """Without an entity: every change event (or the ``change_ids`` given) at each of ``windows``
+    whose after-window has elapsed and that has no complete report yet. With an entity: that one
+    change at ``window_after``, on demand."""
 
     change_ids: list[int] = Field(default_factory=list, description="Change events to analyse.")
+    windows: list[int] = Field(default_factory=lambda: list(settings.impact_report_windows()),
+                               description="After-windows (days) to report each change at, each once it has elapsed.")
     entity_type: str | None = Field(default=None, description="campaign / adset / ad (on demand).")
     entity_id: str | None = None
     change_date: str | None = Field(default=None, description="YYYY-MM-DD (on demand).")
@@ -89,7 +94,16 @@ class ImpactConfig(dg.Config):
     window_before: int = Field(default=settings.IMPACT_DEFAULT_WINDOW_DAYS, ge=settings.IMPACT_MIN_WINDOW_DAYS,
                                le=settings.IMPACT_MAX_WINDOW_DAYS)
     window_after: int = Field(default=settings.IMPACT_DEFAULT_WINDOW_DAYS, ge=settings.IMPACT_MIN_WINDOW_DAYS,
-                              le=settings.IMPACT_MAX_WINDOW_DAYS)
+                              le=settings.IMPACT_MAX_WINDOW_DAYS, description="The after-window of an on-demand report.")
+
+
+def _with_history(sentence: str, window: int, verdict: str, earlier: pd.DataFrame) -> str:
+    """A later window's recommendation, saying how the verdict evolved from the earlier windows' reports."""
+    if earlier.empty:
+        return sentence
+    history = verdict_history(pd.concat([earlier, pd.DataFrame([{"window_after": window, "status": "complete",
+                                                                 "overall_impact": verdict}])]))
+    return f"{sentence} Verdict at {window} days: {verdict} ({history})."
 
 
 @dg.asset(
@@ -124,29 +138,48 @@ def impact_reports(
         if config.entity_type not in LEVELS or not config.change_date or config.change_type not in settings.CHANGE_TYPES:
             raise dg.Failure("on-demand impact needs entity_type (campaign/adset/ad), entity_id, change_date and "
                              f"change_type ({', '.join(settings.CHANGE_TYPES)})")
-        changes = pd.DataFrame([{"id": None, "entity_type": config.entity_type, "entity_id": config.entity_id,
-                                 "change_date": dt.date.fromisoformat(config.change_date), "change_type": config.change_type}])
+        asked = pd.DataFrame([{"id": None, "entity_type": config.entity_type, "entity_id": config.entity_id,
+                               "change_date": dt.date.fromisoformat(config.change_date), "change_type": config.change_type}])
+        work = [(config.window_after, asked)]
     else:
-        changes = load_change_events(engine, account_id, config.change_ids or None)
-        if not config.change_ids:
-            done = reported_changes(engine, account_id, config.window_before, config.window_after)
-            due = changes["change_date"].map(lambda d: d + dt.timedelta(days=config.window_after) <= reference)
-            keys = list(zip(changes["entity_type"], changes["entity_id"], changes["change_date"], changes["change_type"]))
-            changes = changes.loc[due & pd.Series([k not in done for k in keys], index=changes.index)]
+        asked = load_change_events(engine, account_id, config.change_ids or None)
+        done = reported_windows(engine, account_id, config.window_before)
+        keys = list(zip(asked["entity_type"], asked["entity_id"], asked["change_date"], asked["change_type"]))
+        work = []
+        for window in sorted(set(config.windows)):
+            if not settings.IMPACT_MIN_WINDOW_DAYS <= window <= settings.IMPACT_MAX_WINDOW_DAYS:
+                raise dg.Failure(f"windows: {window} days is outside {settings.IMPACT_MIN_WINDOW_DAYS}–"
+                                 f"{settings.IMPACT_MAX_WINDOW_DAYS}")
+            due = asked["change_date"].map(lambda d, w=window: d + dt.timedelta(days=w) <= reference)
+            fresh = pd.Series([window not in done.get(k, set()) for k in keys], index=asked.index, dtype=bool)
+            work.append((window, asked.loc[due & fresh]))
     all_changes = load_change_events(engine, account_id)
     levels = {name: LevelData(i.daily, i.entities, i.start_date, i.reference_date) for name, i in by_level.items()}
+    stored = all_impact_reports(engine, account_id)
     rows = []
-    for change, report in analyse_changes(levels, changes, all_changes, config.window_before, config.window_after):
-        rows.append({
-            "account_id": account_id, "entity_type": change.entity_type, "entity_id": str(change.entity_id),
-            "change_event_id": None if change.id is None or pd.isna(change.id) else int(change.id),
-            "change_date": change.change_date, "change_type": change.change_type, "status": report.status,
-            "overall_impact": report.overall_impact, "metric_changes": report.metric_changes,
-            "recommendation": report.recommendation, "counterfactual": report.counterfactual,
-            "window_before": config.window_before, "window_after": config.window_after,
-        })
+    for window, changes in work:
+        for change, report in analyse_changes(levels, changes, all_changes, config.window_before, window):
+            key = (change.entity_type, str(change.entity_id), change.change_date, change.change_type)
+            earlier = stored.loc[[k == key for k in zip(stored["entity_type"], stored["entity_id"], stored["change_date"],
+                                                        stored["change_type"])]] if len(stored) else stored
+            earlier = earlier.loc[(earlier["window_after"] < window) & (earlier["window_before"] == config.window_before)] \
+                if len(earlier) else earlier
+            earlier = pd.concat([earlier, pd.DataFrame([r for r in rows if (r["entity_type"], r["entity_id"], r["change_date"],
+                                                                              r["change_type"]) == key])])
+            recommendation = report.recommendation
+            if report.status == "complete":
+                recommendation = _with_history(recommendation, window, report.overall_impact,
+                                               earlier.loc[earlier["status"] == "complete"] if len(earlier) else earlier)
+            rows.append({
+                "account_id": account_id, "entity_type": change.entity_type, "entity_id": str(change.entity_id),
+                "change_event_id": None if change.id is None or pd.isna(change.id) else int(change.id),
+                "change_date": change.change_date, "change_type": change.change_type, "status": report.status,
+                "overall_impact": report.overall_impact, "metric_changes": report.metric_changes,
+                "recommendation": recommendation, "counterfactual": report.counterfactual,
+                "window_before": config.window_before, "window_after": window,
+            })
     store_impact_reports(engine, rows)
-    frame = pd.DataFrame(rows, columns=["entity_type", "entity_id", "change_date", "change_type", "status",
+    frame = pd.DataFrame(rows, columns=["entity_type", "entity_id", "change_date", "change_type", "window_after", "status",
                                         "overall_impact", "recommendation", "metric_changes"])
     # What the asset holds now: every change's latest verdict, not only this run's (a run with no
     # change due adds none, and must not look as if the account had no reports).
@@ -166,8 +199,8 @@ def impact_reports(
         "by_verdict": dg.MetadataValue.json(current["overall_impact"].value_counts().to_dict() if len(current) else {}),
         "reports_table": dg.MetadataValue.md(markdown_table(with_names(
             summary[["change_date", "entity_type", "entity_id", "change_type", "after_days", "status",
-                     "overall_impact", "cpl_change_pct", "cpl_p"]], names), max_rows=20)),
-        "reports_table_order": "latest verdict per change, most recent change first",
+                     "overall_impact", "history", "cpl_change_pct", "cpl_p"]], names), max_rows=20)),
+        "reports_table_order": "verdict of record per change (its longest complete after-window), most recent change first",
         "reference_date": reference.isoformat(),
     })
     return frame.drop(columns=["metric_changes"]).assign(metric_changes=frame["metric_changes"].map(str))
