@@ -476,12 +476,24 @@ IMPACT_PRE_PERIOD_DAYS = 56
 #: study finds 77.5 % of its real changes with 14 days against 81 % with 21.
 IMPACT_COUNTERFACTUAL_PRE_DAYS = 14
 IMPACT_MIN_PRE_DAYS = 7
+#: A rate metric is tested only when its level days and its after-window each expect at least this
+#: many leads (clicks for CTR): below, a handful of leads could make the verdict by chance.
+IMPACT_MIN_EVENTS = 10
+#: An entity whose count (leads, clicks) is zero on at least this share of its delivering days
+#: before the change is tested on its counts (quasi-Poisson with the wander's variogram); one with a
+#: count on nearly every day on its daily log metric against the controls'.
+IMPACT_SPARSE_ZERO_SHARE = 0.1
+#: The entity's wander against its controls is measured at lags of up to this many days (and
+#: half the clean pre-period at most), on at least IMPACT_MIN_NOISE_DAYS clean days before the change.
+IMPACT_VARIOGRAM_MAX_LAG = 21
+IMPACT_MIN_NOISE_DAYS = 21
 #: Controls clean (no change of their own, no ad starting or stopping) for this many days before the
 #: change are preferred: the pre-period starts where every chosen control is clean.
 IMPACT_MIN_CONTROL_PRE_DAYS = 28
 #: Metrics judged for each change type, and which direction is good.
 IMPACT_PRIMARY_METRICS = {
     "budget_change": ("cpl", "leads"),
+    "budget_cut": ("cpl",),  # a budget change that lowered the budget: leads are expected to fall with it
     "creative_change": ("ctr", "cpl"),
     "audience_change": ("cpl", "leads", "ctr"),
     "pause": ("spend",),
@@ -495,6 +507,7 @@ IMPACT_PRIMARY_METRICS = {
 #: diluted by testing metrics that carry the same leads twice.
 IMPACT_DECISIVE_METRICS = {
     "budget_change": ("cpl", "leads"),
+    "budget_cut": ("cpl",),
     "creative_change": ("cpl",),
     "audience_change": ("cpl",),
     "pause": ("spend",),

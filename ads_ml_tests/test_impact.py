@@ -229,3 +229,95 @@ def test_without_a_clean_sibling_the_levels_other_clean_entities_are_the_control
     controls, _start, _moved = baseline(levels, regime_events(calm, spans, {}, days[0], days[-1]), spans, "adset", "target",
                                         change, 7, 7)
     assert set(controls["entity_id"]) == {"sibling"}
+
+
+def _sparse_frames(rng: np.random.Generator, days: pd.DatetimeIndex, leads_per_day: float, change: int | None = None,
+                   effect: float = 1.0, walk_sd: float = 0.03, shape: float = 3.0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """An ad with about ``leads_per_day`` leads (negative binomial of ``shape``, a random-walk drift
+    of its cost per lead) and three sibling ads as controls sharing the account's weekday pattern;
+    from day ``change`` + 1 the ad's leads × ``effect``."""
+    n = len(days)
+    weekday = np.array([1.1, 1.05, 1.0, 1.0, 0.95, 0.85, 0.9])[days.day_of_week]
+    market = np.exp(np.cumsum(rng.normal(0, 0.02, n)))
+
+    def one(rate: float, multiplier: np.ndarray) -> pd.DataFrame:
+        spend = 100 * weekday * np.exp(rng.normal(0, 0.15, n))
+        wander = np.exp(np.cumsum(rng.normal(0, walk_sd, n)))
+        mean = spend / 100 * rate * market * wander * multiplier
+        leads = rng.poisson(rng.gamma(shape, 1 / shape, n) * mean)
+        impressions = rng.poisson(spend * 80)
+        return pd.DataFrame({"date": days, "spend": spend, "leads": leads, "clicks": rng.binomial(impressions, 0.01),
+                             "impressions": impressions})
+
+    multiplier = np.ones(n)
+    if change is not None:
+        multiplier[change + 1:] = effect
+    entity = one(leads_per_day, multiplier)
+    controls = pd.concat([one(leads_per_day * f, np.ones(n)) for f in (0.8, 1.0, 1.3)])
+    return entity, controls
+
+
+def test_placebo_p_values_of_sparse_ads_are_uniform():
+    # unchanged ads with 1–3 leads a day (most days have none or one): a pseudo-change at a random
+    # date must give p-values spread evenly over [0, 1] — neither crying wolf nor deaf
+    from scipy import stats
+
+    rng = np.random.default_rng(21)
+    days = pd.date_range("2026-01-01", periods=110, freq="D")
+    p_values, paths = [], []
+    for trial in range(160):
+        change = int(rng.integers(60, 80))
+        entity, controls = _sparse_frames(rng, days, leads_per_day=float(rng.uniform(1.0, 3.0)))
+        report = analyse_change(entity, days[change], "creative_change", control_daily=controls,
+                                window_after=(7, 14, 28)[trial % 3], data_end=days[-1], data_start=days[0])
+        cpl = report.metric_changes["cpl"]
+        if cpl["p_value"] is not None:
+            p_values.append(cpl["p_value"])
+    p = np.asarray(p_values)
+    assert len(p) >= 100  # the count test ran on most of them
+    assert stats.kstest(p, "uniform").statistic < 0.12, np.quantile(p, [0.1, 0.25, 0.5, 0.75, 0.9])
+    assert 0.01 <= np.mean(p < 0.05) <= 0.09
+
+
+def test_the_count_tests_noise_matches_the_spread_of_its_shift_under_wander():
+    # negative-binomial leads of about 2 a day with a random-walk drift against the controls:
+    # the reported standard error must be about the spread of the estimated shift over many ads
+    from ads_ml.ml.impact import count_shift
+
+    rng = np.random.default_rng(5)
+    n, change = 84, 56
+    days = np.arange(n)
+    noise, level, after = days < change, (days < change) & (days >= change - 28), days > change
+    effects, errors = [], []
+    for _ in range(400):
+        m = 2.0 * np.exp(rng.normal(0, 0.2, n))
+        mean = m * np.exp(np.cumsum(rng.normal(0, 0.03, n)))
+        y = rng.poisson(rng.gamma(3.0, 1 / 3.0, n) * mean).astype(float)
+        effect, se, _p, _expected, _level = count_shift(y, m, level, after, noise)
+        effects.append(effect)
+        errors.append(se)
+    ratio = np.std(effects) / np.median(errors)
+    assert 0.8 < ratio < 1.3, ratio
+
+
+def test_a_budget_cut_is_judged_on_its_cost_per_lead_not_on_the_leads_it_gave_up():
+    from ads_ml.ml.impact import budget_direction
+
+    rng = np.random.default_rng(8)
+    days = pd.date_range("2026-01-01", periods=100, freq="D")
+    change = 70
+    entity, controls = _sparse_frames(rng, days, leads_per_day=12.0, walk_sd=0.005, shape=50.0)
+    cut = entity.copy()
+    after = cut["date"] > days[change]
+    cut.loc[after, "spend"] *= 0.5  # half the budget, the same cost per lead: half the leads
+    cut.loc[after, "leads"] = rng.binomial(cut.loc[after, "leads"], 0.5)
+    judged = {}
+    for direction in (-1, None):
+        report = analyse_change(cut, days[change], "budget_change", control_daily=controls, window_after=28,
+                                data_end=days[-1], budget_direction=direction)
+        judged[direction] = report
+    assert judged[-1].metric_changes["leads"]["pct_change"] < -30
+    assert judged[-1].overall_impact == "neutral" and "saved spend at the same cost per lead" in judged[-1].recommendation
+    assert judged[None].overall_impact == "negative"  # read as a raise, the lost leads would condemn it
+    assert (budget_direction("50.00", "80.00"), budget_direction("R$ 1.200,00", "R$ 900,00"),
+            budget_direction("5000", "5000"), budget_direction(None, "10"), budget_direction("ACTIVE", "PAUSED")) == (1, -1, None, None, None)

@@ -17,12 +17,13 @@ import pandas as pd
 from ads_ml import settings
 from ads_ml.ml.impact import LevelData, analyse_changes
 from benchmarks.ground_truth import level_daily, score_impact
-from benchmarks.truth_accounts import TruthAccount, generate
+from benchmarks.truth_accounts import generate
 
 
-def reports(truth: TruthAccount, windows: tuple[int, ...] = (settings.IMPACT_DEFAULT_WINDOW_DAYS,)) -> pd.DataFrame:
-    """The account's impact reports as the asset stores them, one per change and after-window that
-    has elapsed by the last imported day."""
+def account_levels(truth) -> tuple[dict[str, LevelData], pd.DataFrame]:  # noqa: ANN001
+    """The account's levels over the insights window the asset loads, and its change events, as
+    :func:`ads_ml.ml.impact.analyse_changes` takes them (any generated account with ``insights``,
+    ``changes`` and ``last_day``)."""
     end = truth.last_day
     start = end - pd.Timedelta(days=settings.INSIGHTS_LOOKBACK_DAYS - 1)
     rows = truth.insights.loc[(pd.to_datetime(truth.insights["date"]) >= start) & (pd.to_datetime(truth.insights["date"]) <= end)]
@@ -36,6 +37,14 @@ def reports(truth: TruthAccount, windows: tuple[int, ...] = (settings.IMPACT_DEF
             entities = rows[list(link)].drop_duplicates().astype(str).set_axis(["entity_id", "parent_id"], axis=1)
         levels[level] = LevelData(daily, entities, start, end)
     changes = truth.changes.assign(change_date=pd.to_datetime(truth.changes["change_date"]), entity_id=truth.changes["entity_id"].astype(str))
+    return levels, changes
+
+
+def reports(truth, windows: tuple[int, ...] = (settings.IMPACT_DEFAULT_WINDOW_DAYS,)) -> pd.DataFrame:  # noqa: ANN001
+    """The account's impact reports as the asset stores them, one per change and after-window that
+    has elapsed by the last imported day."""
+    levels, changes = account_levels(truth)
+    end = truth.last_day
     out = []
     for window in windows:
         due = changes.loc[changes["change_date"] + pd.Timedelta(days=window) <= end]

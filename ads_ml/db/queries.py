@@ -13,6 +13,7 @@ from sqlalchemy import Engine, delete, func, literal, select, text
 
 from ads_ml.db.jsonsafe import to_jsonable
 from ads_ml.db.upsert import insert_for
+from ads_ml.ml.impact import verdict_history, verdict_of_record
 from ads_ml.ml.metrics import format_value
 from ads_ml.db.models import (
     ENTITY_MODELS,
@@ -636,7 +637,8 @@ def latest_anomalies(engine: Engine, account_id: str, entity_type: str) -> pd.Da
 def load_change_events(engine: Engine, account_id: str, ids: list[int] | None = None) -> pd.DataFrame:
     from ads_ml.db.models import ChangeEvent as C
 
-    query = select(C.id, C.entity_type, C.entity_id, C.change_date, C.change_type).where(C.account_id == account_id)
+    query = select(C.id, C.entity_type, C.entity_id, C.change_date, C.change_type, C.old_value, C.new_value).where(
+        C.account_id == account_id)
     if ids:
         query = query.where(C.id.in_(ids))
     with engine.connect() as conn:
@@ -660,13 +662,6 @@ def reported_windows(engine: Engine, account_id: str, window_before: int) -> dic
     return out
 
 
-def verdict_history(reports: pd.DataFrame) -> str:
-    """How one change's verdict evolved over its reports (rows with window_after, status,
-    overall_impact): "neutral at 7 days, positive at 28 days"."""
-    done = reports.loc[reports["status"] == "complete"].sort_values("window_after")
-    return ", ".join(f"{v} at {int(w)} days" for w, v in zip(done["window_after"], done["overall_impact"]))
-
-
 def all_impact_reports(engine: Engine, account_id: str) -> pd.DataFrame:
     """Every impact report of the account, one row per change and windows (change_date as a date)."""
     from ads_ml.db.models import ImpactReportRow as I
@@ -682,19 +677,17 @@ def all_impact_reports(engine: Engine, account_id: str) -> pd.DataFrame:
 
 def current_impact_reports(engine: Engine, account_id: str) -> pd.DataFrame:
     """The account's impact reports as they stand: one row per change (entity, date, type), its
-    verdict of record — the complete report with the longest after-window (without one, the most
-    recent analysis) — with ``history``, how the verdict evolved over the windows, the most recent
+    verdict of record (:func:`ads_ml.ml.impact.verdict_of_record`) — with ``history``, how the
+    verdict evolved over the windows, the most recent
     change first. What ``impact_reports`` holds, whatever one run added."""
     frame = all_impact_reports(engine, account_id)
     if frame.empty:
         return frame.drop(columns=["id", "window_before"]).assign(history=pd.Series(dtype=object))
     key = ["entity_type", "entity_id", "change_date", "change_type"]
     history = {k: verdict_history(group) for k, group in frame.groupby(key, sort=False)}
-    frame = frame.assign(complete=frame["status"] == "complete")
-    frame = frame.sort_values(["complete", "window_after", "analyzed_at", "id"])
-    frame = frame.drop_duplicates(key, keep="last")
+    frame = verdict_of_record(frame.sort_values(["analyzed_at", "id"]), key)
     frame["history"] = [history[tuple(k)] for k in frame[key].itertuples(index=False)]
-    frame = frame.sort_values(["change_date", "analyzed_at"], ascending=False).drop(columns=["id", "complete", "window_before"])
+    frame = frame.sort_values(["change_date", "analyzed_at"], ascending=False).drop(columns=["id", "window_before"])
     return frame.reset_index(drop=True)
 
 

@@ -40,6 +40,9 @@ VERDICT_SENTENCES = {
     ("positive", "budget_change"): "The budget change paid off: keep the new budget and consider the next step.",
     ("negative", "budget_change"): "The budget change hurt efficiency: return to the previous budget.",
     ("neutral", "budget_change"): "The budget change made no measurable difference: keep it only if volume matters more than cost.",
+    ("positive", "budget_cut"): "The budget cut made each lead cheaper: keep the lower budget.",
+    ("negative", "budget_cut"): "The budget cut made each lead dearer: return to the previous budget.",
+    ("neutral", "budget_cut"): "The budget cut saved spend at the same cost per lead (leads fell with it): keep it if the volume lost is acceptable.",
     ("positive", "creative_change"): "The new creative works better: keep it and retire the old one.",
     ("negative", "creative_change"): "The new creative underperforms: bring back the previous creative.",
     ("neutral", "creative_change"): "The new creative performs like the old one: test a more different concept.",
@@ -254,6 +257,7 @@ def analyse_change(
     data_end=None,  # noqa: ANN001
     data_start=None,  # noqa: ANN001
     moved_inside: str | None = None,
+    budget_direction: int | None = None,
 ) -> ImpactReport:
     """Impact of a change on one entity. ``*_daily``: rows with date, spend, leads, clicks,
     impressions (control rows are pooled per day). The after-window starts the day after the
@@ -263,9 +267,13 @@ def analyse_change(
     the loaded data covers; the pre-period never reaches before it nor before the entity's first
     delivery (days that are not there are never counted as zero-delivery days). ``moved_inside``:
     why the entity moved on its own inside the windows (an ad of it starting or stopping), if it did
-    — its rate metrics are then not tested, as that move cannot be told from the change's."""
-    if change_type not in settings.IMPACT_PRIMARY_METRICS:
-        raise ValueError(f"unknown change type {change_type!r}; expected one of {', '.join(settings.IMPACT_PRIMARY_METRICS)}")
+    — its rate metrics are then not tested, as that move cannot be told from the change's.
+    ``budget_direction``: +1 a budget raised, −1 lowered (:func:`budget_direction`), None unknown.
+    A raised budget is judged on leads and CPL (more leads at the same cost is positive); a lowered
+    one on CPL alone — leads are expected to fall with the spend, so a cut that keeps the cost per
+    lead is neutral (it saved money), one that makes leads cheaper positive, dearer negative."""
+    if change_type not in settings.CHANGE_TYPES:
+        raise ValueError(f"unknown change type {change_type!r}; expected one of {', '.join(settings.CHANGE_TYPES)}")
     for name, value in (("window_before", window_before), ("window_after", window_after)):
         if not settings.IMPACT_MIN_WINDOW_DAYS <= value <= settings.IMPACT_MAX_WINDOW_DAYS:
             raise ValueError(f"{name} must be {settings.IMPACT_MIN_WINDOW_DAYS}–{settings.IMPACT_MAX_WINDOW_DAYS} days, not {value}")
@@ -337,13 +345,14 @@ def analyse_change(
             days_before=len(before), days_after=len(after), autocorrelation=rho,
             minimum_detectable_pct=minimum_detectable_pct(se),
         ))
-    verdict = _verdict(changes, change_type)
-    sentence = INCONCLUSIVE if verdict == "inconclusive" else VERDICT_SENTENCES[(verdict, change_type)]
-    deciding = [changes.get(m) or {} for m in settings.IMPACT_DECISIVE_METRICS[change_type]]
+    judged = "budget_cut" if change_type == "budget_change" and budget_direction is not None and budget_direction < 0 else change_type
+    verdict = _verdict(changes, judged)
+    sentence = INCONCLUSIVE if verdict == "inconclusive" else VERDICT_SENTENCES[(verdict, judged)]
+    deciding = [changes.get(m) or {} for m in settings.IMPACT_DECISIVE_METRICS[judged]]
     if verdict == "inconclusive" and deciding and all(c.get("reason") for c in deciding):
         sentence = MOVED_INSIDE if moved_inside else NO_CONTROL
     if verdict in ("neutral", "inconclusive"):
-        sentence += _power_sentence(changes, change_type)
+        sentence += _power_sentence(changes, judged)
     return ImpactReport("complete", verdict, changes, sentence, counterfactual)
 
 
@@ -378,12 +387,106 @@ def counterfactual_shift(y: pd.Series, x: pd.Series, recent: np.ndarray, after: 
     return effect, se, float(2 * stats.t.sf(abs(effect / se), max(len(resid) - 2, 1)))
 
 
+def wander_variogram(q: np.ndarray, mu: np.ndarray, max_lag: int) -> tuple[float, float]:
+    """(a, b) of the variogram γ(h) = a + b·h (h ≥ 1 day) of an entity's multiplicative wander
+    against its controls, from its relative deviation ``q`` = y/μ − 1 (NaN where unknown) with the
+    count noise taken out: a pair of days h apart has E[½(q_{t+h} − q_t)²] = ½(1/μ_t + 1/μ_{t+h}) +
+    γ(h) (Poisson part + wander). Each lag's excess is a precision-weighted mean over its pairs, and
+    the line is fitted over lags 1..max_lag weighted by each lag's precision. ``a`` is the day-to-day
+    multiplicative noise (overdispersion), ``b`` how much further apart the wander drifts per day of
+    distance — a random walk's shows as b, an AR(1)'s as a slope that overstates its longest lags
+    (erring on the safe side). Both are held ≥ 0."""
+    lags, values, weights = [], [], []
+    for h in range(1, max_lag + 1):
+        d = q[h:] - q[:-h]
+        poisson = 0.5 * (1.0 / mu[h:] + 1.0 / mu[:-h])
+        ok = np.isfinite(d) & np.isfinite(poisson)
+        if ok.sum() < 3:
+            continue
+        w = 1.0 / poisson[ok] ** 2
+        lags.append(h)
+        values.append(float(np.sum(w * (0.5 * d[ok] ** 2 - poisson[ok])) / np.sum(w)))
+        weights.append(float(np.sum(w)))
+    if not lags:
+        return 0.0, 0.0
+    if len(lags) < 3:
+        return max(float(np.average(values, weights=weights)), 0.0), 0.0
+    x, v, w = np.asarray(lags, float), np.asarray(values), np.asarray(weights)
+    b, a = np.polyfit(x, v, 1, w=np.sqrt(w))
+    if b < 0:  # no drift: flat
+        return max(float(np.average(v, weights=w)), 0.0), 0.0
+    if a < 0:  # through the origin
+        return 0.0, max(float(np.sum(w * x * v) / np.sum(w * x * x)), 0.0)
+    return float(a), float(b)
+
+
+def count_shift(y: np.ndarray, m: np.ndarray, level: np.ndarray, after: np.ndarray, noise: np.ndarray,
+                ) -> tuple[float, float, float, float, float]:
+    """A count's shift against its counterfactual, on the counts themselves, so that days without a
+    lead weigh what they are worth instead of being dropped.
+
+    ``y``: the entity's daily count (leads, clicks); ``m``: what it is proportional to under no
+    change — its exposure times the controls' rate (spend × the controls' leads per spend), or the
+    controls' count itself — so the expected count is μ = k·m, with k the entity's own ratio taken
+    from the ``level`` days just before the change. The statistic is O − k̂·M: the after-window's
+    count against its expectation, a contrast Σ w_t y_t (w: +1 on the after days, −M_after/M_level
+    on the level days). Its variance has two parts, both measured on the whole clean pre-period
+    (``noise``): the counts' own Poisson noise, Σ w_t² μ_t, and the entity's multiplicative wander
+    against its controls, −Σ_s Σ_t v_s v_t γ(|s−t|) with v = w·μ (Σv = 0) and γ its variogram
+    (:func:`wander_variogram`) — day-to-day overdispersion and a drift that may or may not return;
+    the estimated level's error and the two windows' distance are both in it. Returns (log effect,
+    its standard error, p, expected count in the after-window, count in the level days); p 1 and
+    se NaN when too few days can be used."""
+    ok = np.isfinite(y) & np.isfinite(m) & (m > 0)
+    lv, af, nz = level & ok, after & ok, noise & ok
+    nan = float("nan")
+    if lv.sum() < settings.IMPACT_MIN_PRE_DAYS or af.sum() < settings.IMPACT_MIN_WINDOW_DAYS - 1 or nz.sum() < settings.IMPACT_MIN_PRE_DAYS:
+        return 0.0, nan, 1.0, nan, nan
+    k_noise = y[nz].sum() / m[nz].sum()
+    k = y[lv].sum() / m[lv].sum()
+    expected = float(k * m[af].sum())
+    observed = float(y[af].sum())
+    level_count = float(y[lv].sum())
+    if k_noise <= 0 or k <= 0:
+        return 0.0, nan, 1.0, expected, level_count
+    if nz.sum() < settings.IMPACT_MIN_NOISE_DAYS:  # too short a history to measure the wander
+        return 0.0, nan, 1.0, expected, level_count
+    mu_noise = np.where(nz, k_noise * np.where(ok, m, 1.0), np.nan)
+    q = y / mu_noise - 1.0
+    max_lag = min(int(nz.sum()) // 2, settings.IMPACT_VARIOGRAM_MAX_LAG)
+    a, b = wander_variogram(q, mu_noise, max_lag)
+    days = np.arange(len(y), dtype=float)
+    at = np.concatenate([days[lv], days[af]])
+    w = np.concatenate([np.full(lv.sum(), -m[af].sum() / m[lv].sum()), np.ones(af.sum())])
+    mu = k * np.concatenate([m[lv], m[af]])
+    v = w * mu
+    # the wander as far as it was measured: no extrapolation of the drift past the longest lag
+    distance = np.minimum(np.abs(at[:, None] - at[None, :]), max_lag)
+    variance = float(np.sum(w**2 * mu) + a * np.sum(v**2) - b * (v @ distance @ v))
+    sd = float(np.sqrt(max(variance, 0.0)))
+    effect = float(np.log((observed + 0.5) / (expected + 0.5)))
+    if not np.isfinite(sd) or sd <= 0:
+        return effect, nan, 1.0, expected, level_count
+    p = float(2 * stats.t.sf(abs(observed - expected) / sd, max(int(nz.sum()) - 2, 1)))
+    return effect, sd / max(expected, 1.0), p, expected, level_count
+
+
+def _smoothed(count: pd.Series, exposure: pd.Series | None, days: int = 7) -> pd.Series:
+    """The controls' rate (count per exposure) over ``days`` centred days, or their mean count."""
+    counts = count.rolling(days, center=True, min_periods=1).sum()
+    if exposure is None:
+        return counts / days
+    total = exposure.rolling(days, center=True, min_periods=1).sum()
+    return counts / total.where(total > 0)
+
+
 def _rate_change(full: pd.DataFrame, control: pd.DataFrame | None, metric: str, pre_idx, before_idx, after_idx,  # noqa: ANN001
                  moved_inside: str | None = None) -> dict:
-    """A rate metric's change: raw % change of the pooled ratio of the windows, and the test
-    against the counterfactual (:func:`counterfactual_shift`) fitted on the
-    IMPACT_COUNTERFACTUAL_PRE_DAYS days before the change; not tested without controls, nor when
-    the entity moved on its own inside the windows (``moved_inside`` says how)."""
+    """A rate metric's change: raw % change of the pooled ratio of the windows, and the test of the
+    entity's counts against the counterfactual its controls give (:func:`count_shift`), its level
+    from the IMPACT_COUNTERFACTUAL_PRE_DAYS days (or the after-window's length, if longer) before the
+    change; not tested without controls, when the entity moved on its own inside the windows
+    (``moved_inside`` says how), nor when fewer than IMPACT_MIN_EVENTS leads or clicks would carry it."""
     count_col, exposure_col = RATE_METRICS[metric]
     exposed = full[exposure_col] > 0 if exposure_col else full["spend"] > 0
     days_before = int(exposed.loc[before_idx].sum())
@@ -407,12 +510,50 @@ def _rate_change(full: pd.DataFrame, control: pd.DataFrame | None, metric: str, 
         return vars(MetricChange(pct, None, False, None, days_before=days_before, days_after=days_after,
                                  reason="no clean control: an account-wide move could not be told from the change's"))
     days = full.index
-    counterfactual_pre = pre_idx[pre_idx >= after_idx[0] - pd.Timedelta(days=max(settings.IMPACT_COUNTERFACTUAL_PRE_DAYS,
-                                                                                    len(before_idx)) + 1)]
+    counts = full.loc[pre_idx, count_col].loc[exposed.loc[pre_idx]]
+    if len(counts) and float((counts == 0).mean()) < settings.IMPACT_SPARSE_ZERO_SHARE:
+        return _dense_rate_change(full, control, metric, pre_idx, before_idx, after_idx, pct, days_before, days_after)
+    level_idx = pre_idx[pre_idx >= after_idx[0] - pd.Timedelta(days=max(settings.IMPACT_COUNTERFACTUAL_PRE_DAYS,
+                                                                        len(after_idx), len(before_idx)) + 1)]
+    rate = _smoothed(control[count_col], control[exposure_col] if exposure_col else None)
+    expected_unit = full[exposure_col] * rate if exposure_col else rate
+    effect, se, p, expected, level_count = count_shift(
+        full[count_col].to_numpy(dtype=float), expected_unit.to_numpy(dtype=float),
+        days.isin(level_idx), days.isin(after_idx), days.isin(pre_idx))
+    if metric == "cpl":  # more leads for the money is a lower cost per lead
+        effect = -effect
+    few = min(expected, level_count) if np.isfinite(expected) and np.isfinite(level_count) else 0.0
+    clean = int((full.loc[pre_idx, exposure_col or "spend"] > 0).sum())
+    if clean < settings.IMPACT_MIN_NOISE_DAYS:
+        return vars(MetricChange(pct, None, False, None, days_before=days_before, days_after=days_after,
+                                 reason=f"only {clean} clean days before the change (fewer than {settings.IMPACT_MIN_NOISE_DAYS}): "
+                                        "too few to measure how much the entity wanders against its controls"))
+    if few < settings.IMPACT_MIN_EVENTS:
+        return vars(MetricChange(pct, None, False, None, days_before=days_before, days_after=days_after,
+                                 reason=f"too few {count_col} to tell ({few:.0f} expected in a window, fewer than "
+                                        f"{settings.IMPACT_MIN_EVENTS}): a handful of {count_col} can move it by chance"))
+    return _tested(full, metric, before_idx, after_idx, pct, days_before, days_after, effect, se, p)
+
+
+def _dense_rate_change(full: pd.DataFrame, control: pd.DataFrame, metric: str, pre_idx, before_idx, after_idx,  # noqa: ANN001
+                       pct: float | None, days_before: int, days_after: int) -> dict:
+    """A rate metric of an entity with a count on nearly every day: the daily log metric minus the
+    controls' against its level of the IMPACT_COUNTERFACTUAL_PRE_DAYS days (or the after-window's
+    length, if longer) before the change (:func:`counterfactual_shift`)."""
+    days = full.index
+    level_idx = pre_idx[pre_idx >= after_idx[0] - pd.Timedelta(days=max(settings.IMPACT_COUNTERFACTUAL_PRE_DAYS,
+                                                                        len(after_idx), len(before_idx)) + 1)]
     effect, se, p = counterfactual_shift(_log(full[metric], metric), _log(control[metric], metric),
-                                         days.isin(counterfactual_pre), days.isin(after_idx), days.isin(pre_idx))
+                                         days.isin(level_idx), days.isin(after_idx), days.isin(pre_idx))
+    return _tested(full, metric, before_idx, after_idx, pct, days_before, days_after, effect, se, p)
+
+
+def _tested(full: pd.DataFrame, metric: str, before_idx, after_idx, pct: float | None, days_before: int,  # noqa: ANN001
+            days_after: int, effect: float, se: float, p: float) -> dict:
+    """A tested rate metric's entry: the test's effect (log), its standard error and p, with plain
+    Welch on the entity's own days beside it for comparison."""
     d = effect / (se * np.sqrt(days_after)) if np.isfinite(se) and se > 0 else 0.0
-    own = _log(full[metric], metric)  # plain Welch on the entity's own days, for comparison
+    own = _log(full[metric], metric)
     own_before, own_after = own.loc[before_idx].dropna().to_numpy(), own.loc[after_idx].dropna().to_numpy()
     p_naive = welch_effective(own_before, own_after, 0.0)[1] if min(len(own_before), len(own_after)) >= 2 else None
     return vars(MetricChange(
@@ -478,6 +619,49 @@ def _verdict(changes: dict[str, dict], change_type: str) -> str:
     return "inconclusive" if large else "neutral"
 
 
+def verdict_of_record(reports: pd.DataFrame, key: list[str]) -> pd.DataFrame:
+    """Each change's report of record (one row per ``key``) from its reports at several after-windows
+    (columns status, overall_impact, window_after): the longest complete window that reached a
+    verdict (positive / negative / neutral); without one, the longest complete window; without a
+    complete one, the longest. A later window that cannot tell (the entity moved, too few leads)
+    does not erase what an earlier one could."""
+    if reports.empty:
+        return reports
+    rank = reports.assign(_complete=reports["status"] == "complete",
+                          _decided=(reports["status"] == "complete") & (reports["overall_impact"] != "inconclusive"))
+    rank = rank.sort_values(["_decided", "_complete", "window_after"], kind="stable")
+    return rank.drop_duplicates(key, keep="last").drop(columns=["_complete", "_decided"])
+
+
+def verdict_history(reports: pd.DataFrame) -> str:
+    """How one change's verdict evolved over its complete reports (rows with window_after, status,
+    overall_impact): "neutral at 7 days, positive at 28 days"."""
+    done = reports.loc[reports["status"] == "complete"].sort_values("window_after")
+    return ", ".join(f"{v} at {int(w)} days" for w, v in zip(done["window_after"], done["overall_impact"]))
+
+
+def budget_direction(old_value, new_value) -> int | None:  # noqa: ANN001
+    """+1 when a budget change raised the budget, −1 when it lowered it, None when the logged values
+    do not say (missing or not numbers; "R$ 1.200,00" and "1,200.00" both read)."""
+    def number(value) -> float | None:  # noqa: ANN001
+        if value is None or (isinstance(value, float) and np.isnan(value)):
+            return None
+        text = "".join(ch for ch in str(value) if ch.isdigit() or ch in ".,")
+        if not any(ch.isdigit() for ch in text):
+            return None
+        last = max(text.rfind("."), text.rfind(","))
+        if last >= 0 and len(text) - last - 1 in (1, 2):  # a decimal separator: 12,5 / 1.200,00 / 1,200.00
+            text = text[:last].replace(".", "").replace(",", "") + "." + text[last + 1:]
+        else:
+            text = text.replace(".", "").replace(",", "")
+        return float(text)
+
+    old, new = number(old_value), number(new_value)
+    if old is None or new is None or old == new:
+        return None
+    return 1 if new > old else -1
+
+
 def delivery_spans(daily: pd.DataFrame) -> pd.DataFrame:
     """entity_id → first, last day with spend, from one level's daily rows."""
     delivered = daily.loc[daily["spend"] > 0]
@@ -538,9 +722,10 @@ def baseline(levels: dict[str, LevelData], events: pd.DataFrame, spans: dict[str
 
 def analyse_changes(levels: dict[str, LevelData], changes: pd.DataFrame, all_changes: pd.DataFrame,
                     window_before: int, window_after: int) -> list[tuple[object, ImpactReport]]:
-    """Impact reports of ``changes`` (rows with entity_type, entity_id, change_date, change_type)
-    of one account: each against its clean siblings (:func:`baseline`), with ``all_changes`` (the
-    account's change events) telling which entities moved on their own. Returns (change row, report)."""
+    """Impact reports of ``changes`` (rows with entity_type, entity_id, change_date, change_type and,
+    if known, old_value and new_value, which say whether a budget went up or down) of one account:
+    each against its clean siblings (:func:`baseline`), with ``all_changes`` (the account's change
+    events) telling which entities moved on their own. Returns (change row, report)."""
     spans = {name: delivery_spans(level.daily) for name, level in levels.items()}
     parents = {name: level.entities.set_index(level.entities["entity_id"].astype(str))["parent_id"]
                for name, level in levels.items() if name in ("adset", "ad")}
@@ -553,8 +738,9 @@ def analyse_changes(levels: dict[str, LevelData], changes: pd.DataFrame, all_cha
         daily = level.daily.loc[level.daily["entity_id"].astype(str) == str(change.entity_id)]
         controls, pre_start, moved = baseline(levels, events, spans, change.entity_type, str(change.entity_id), change.change_date,
                                        window_before, window_after)
+        direction = budget_direction(getattr(change, "old_value", None), getattr(change, "new_value", None))
         out.append((change, analyse_change(daily, change.change_date, change.change_type, control_daily=controls,
                                            window_before=window_before, window_after=window_after,
                                            data_end=level.reference_date, data_start=pre_start,
-                                           moved_inside=moved)))
+                                           moved_inside=moved, budget_direction=direction)))
     return out

@@ -19,7 +19,6 @@ from ads_ml.db.queries import (
     all_impact_reports,
     reported_windows,
     store_impact_reports,
-    verdict_history,
     store_recommendations,
 )
 from ads_ml.defs.automation import on_fresh_inputs
@@ -27,7 +26,7 @@ from ads_ml.defs.common import LEVELS, OWNERS, retry_transient, entity_names, ma
 from ads_ml.defs.io_managers import stored_as
 from ads_ml.defs.partitions import ad_account_partitions
 from ads_ml.defs.resources import DatabaseResource
-from ads_ml.ml.impact import LevelData, analyse_changes
+from ads_ml.ml.impact import LevelData, analyse_changes, verdict_history
 from ads_ml.ml.recommendations import recommend
 
 
@@ -200,7 +199,7 @@ def impact_reports(
         "reports_table": dg.MetadataValue.md(markdown_table(with_names(
             summary[["change_date", "entity_type", "entity_id", "change_type", "after_days", "status",
                      "overall_impact", "history", "cpl_change_pct", "cpl_p"]], names), max_rows=20)),
-        "reports_table_order": "verdict of record per change (its longest complete after-window), most recent change first",
+        "reports_table_order": "verdict of record per change (its longest complete after-window that reached a verdict), most recent change first",
         "reference_date": reference.isoformat(),
     })
     return frame.drop(columns=["metric_changes"]).assign(metric_changes=frame["metric_changes"].map(str))
