@@ -160,21 +160,22 @@ RATE_METRICS = {"cpl": ("leads", "spend"), "leads": ("leads", None), "ctr": ("cl
 def regime_events(
     changes: pd.DataFrame, deliveries: dict[str, pd.DataFrame], parents: dict[str, pd.Series], data_start, data_end,  # noqa: ANN001
 ) -> pd.DataFrame:
-    """Everything that moves an entity on its own, as (entity_type, entity_id, date) with ``date``
-    the first day of the new regime: its own change events and those of its descendants (the day
-    after the change — the change day is mixed), and a descendant starting (its first day) or
-    stopping (the day after its last) inside the data. ``changes``: entity_type, entity_id,
+    """Everything that moves an entity on its own, as (entity_type, entity_id, date, kind) with
+    ``date`` the first day of the new regime: its own change events and those of its descendants
+    (the day after the change — the change day is mixed; kind "change"), and a descendant starting
+    (its first day) or stopping (the day after its last) inside the data (kind "delivery"). ``changes``: entity_type, entity_id,
     change_date; ``deliveries``: per level, entity_id → first, last day of delivery; ``parents``:
     per level, entity_id → parent id (adset → campaign, ad → adset)."""
     start, end = pd.Timestamp(data_start).normalize(), pd.Timestamp(data_end).normalize()
     rows = [pd.DataFrame({"entity_type": changes["entity_type"], "entity_id": changes["entity_id"].astype(str),
-                          "date": pd.to_datetime(changes["change_date"]) + pd.Timedelta(days=1), "own": True})]
+                          "date": pd.to_datetime(changes["change_date"]) + pd.Timedelta(days=1), "own": True,
+                          "kind": "change"})]
     for level, frame in deliveries.items():
         starts = frame.loc[frame["first"] > start]
         stops = frame.loc[frame["last"] < end]
         moves = pd.concat([pd.DataFrame({"entity_id": starts.index.astype(str), "date": starts["first"].to_numpy()}),
                            pd.DataFrame({"entity_id": stops.index.astype(str), "date": stops["last"].to_numpy() + pd.Timedelta(days=1)})])
-        rows.append(moves.assign(entity_type=level, own=False))  # an entity's own start/stop is not a regime of its own
+        rows.append(moves.assign(entity_type=level, own=False, kind="delivery"))  # an entity's own start/stop is not a regime of its own
     events = pd.concat(rows, ignore_index=True)
     out = [events.loc[events["own"]]]
     current = events
@@ -185,16 +186,22 @@ def regime_events(
             up = lifted.loc[parent_ids.index].assign(entity_type=parent, entity_id=parent_ids, own=True)
             out.append(up)
             current = pd.concat([current, up], ignore_index=True)
-    return pd.concat(out, ignore_index=True)[["entity_type", "entity_id", "date"]].drop_duplicates(ignore_index=True)
+    return pd.concat(out, ignore_index=True)[["entity_type", "entity_id", "date", "kind"]].drop_duplicates(ignore_index=True)
 
 
-def clean_since(events: pd.Series, change_date, window_before: int, window_after: int) -> tuple[pd.Timestamp | None, bool]:  # noqa: ANN001
+def clean_since(events: pd.Series | pd.DataFrame, change_date, window_before: int, window_after: int) -> tuple[pd.Timestamp | None, bool]:  # noqa: ANN001
     """(first day of the regime the before-window lies in, whether another regime starts inside
-    the windows) from one entity's regime-event dates (:func:`regime_events`)."""
+    the windows) from one entity's regime events (:func:`regime_events`: a frame with date and kind,
+    or bare dates). Any event inside the windows counts; the regime before them starts at the last
+    earlier event of the kinds in IMPACT_PRE_PERIOD_CUT_BY."""
     day = pd.Timestamp(change_date).normalize()
-    dates = pd.to_datetime(pd.Series(events))
+    if isinstance(events, pd.DataFrame):
+        dates = pd.to_datetime(events["date"])
+        cutting = dates.loc[events["kind"].isin(settings.IMPACT_PRE_PERIOD_CUT_BY).to_numpy()]
+    else:
+        dates = cutting = pd.to_datetime(pd.Series(events))
     first_before = day - pd.Timedelta(days=window_before)
-    earlier = dates.loc[dates <= first_before]
+    earlier = cutting.loc[cutting <= first_before]
     inside = bool(((dates > first_before) & (dates <= day + pd.Timedelta(days=window_after))).any())
     return (earlier.max() if len(earlier) else None), inside
 
@@ -226,7 +233,7 @@ def choose_controls(
     for entity, row in candidates.iterrows():
         if row["first"] > first_needed or row["last"] < last_needed - pd.Timedelta(days=1):
             continue
-        moved_since, inside = clean_since(events.loc[events["entity_id"] == str(entity), "date"], day, window_before, window_after)
+        moved_since, inside = clean_since(events.loc[events["entity_id"] == str(entity)], day, window_before, window_after)
         if inside:
             continue
         since[str(entity)] = max(row["first"], moved_since) if moved_since is not None else row["first"]
@@ -684,15 +691,15 @@ def baseline(levels: dict[str, LevelData], events: pd.DataFrame, spans: dict[str
     """(control rows, first day of the pre-period, why the entity moved on its own inside the windows
     or None) of one change: the entity's clean siblings (:func:`choose_controls`) pooled — without
     one, the level's other clean entities (40 ground-truth accounts: 62 real changes found instead
-    of 59, the same 9 of 280 null ones called) — and a pre-period that starts where neither the entity nor
-    any chosen control moved on its own (an earlier change, an ad starting or stopping)."""
+    of 59, the same 9 of 280 null ones called) — and a pre-period that starts after the last regime
+    event of the entity or any chosen control of the kinds in IMPACT_PRE_PERIOD_CUT_BY (change events)."""
     level = levels[entity_type]
     entities = level.entities.assign(entity_id=level.entities["entity_id"].astype(str))
     day = pd.Timestamp(change_date)
     level_events = events.loc[events["entity_type"] == entity_type]
     own = level_events.loc[(level_events["entity_id"] == entity_id) & (level_events["date"] != day + pd.Timedelta(days=1))]
     start = pd.Timestamp(level.start_date)
-    own_since, inside = clean_since(own["date"], day, window_before, window_after)
+    own_since, inside = clean_since(own, day, window_before, window_after)
     moved = None
     if inside:
         first, last = day - pd.Timedelta(days=window_before), day + pd.Timedelta(days=window_after)
