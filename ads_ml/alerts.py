@@ -247,8 +247,17 @@ def collect_items(engine: Engine, account_id: str, now: dt.datetime) -> tuple[Ac
             items.append(Item(key=f"recommendation:{account_id}:{r.entity_type}:{r.entity_id}:{r.recommendation_type}:{created}",
                               kind="recommendation", account_id=account_id, severity="high", text=text))
         imp = ImpactReportRow
+        verdicts: dict[tuple, dict[int, str]] = {}  # each change's complete verdicts by after-window
+        for v in conn.execute(select(imp.entity_type, imp.entity_id, imp.change_type, imp.change_date, imp.window_before,
+                                     imp.window_after, imp.overall_impact).where(imp.account_id == account_id,
+                                                                                 imp.status == "complete")):
+            verdicts.setdefault(tuple(v[:5]), {})[v.window_after] = v.overall_impact
         for r in conn.execute(select(imp.__table__).where(imp.account_id == account_id, imp.analyzed_at >= since,
                                                            imp.status == "complete").order_by(imp.analyzed_at)):
+            earlier = verdicts.get((r.entity_type, r.entity_id, r.change_type, r.change_date, r.window_before), {})
+            shorter = [w for w in earlier if w < r.window_after]
+            if shorter and earlier[max(shorter)] == r.overall_impact:
+                continue  # a later window that confirms the verdict already sent is nothing new
             text = (f"- **{r.overall_impact}**: {r.change_type.replace('_', ' ')} of {view.entity(r.entity_type, r.entity_id)} "
                     f"on {r.change_date} ({r.window_before} days before / {r.window_after} after) — {r.recommendation}")
             items.append(Item(key=f"impact:{account_id}:{r.entity_type}:{r.entity_id}:{r.change_type}:{r.change_date}:"

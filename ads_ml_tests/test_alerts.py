@@ -231,3 +231,24 @@ def test_cli_alerts_add_list_test(db_url, webhook, tmp_path):
     assert out.returncode == 0 and ": sent" in out.stdout and len(webhook.received) == 1
     out = run("add", "--account", "act_nope", "--url", webhook.url)
     assert out.returncode == 1 and "account act_nope not found" in out.stderr
+
+
+def test_a_later_window_is_pushed_only_when_it_changes_the_verdict(engine, webhook):
+    _account(engine)
+    _results(engine)
+    with engine.begin() as conn:
+        for entity, window, verdict in (("200", 14, "positive"), ("201", 7, "neutral"), ("201", 14, "positive")):
+            conn.execute(sa.insert(ImpactReportRow).values(
+                account_id="act_1", entity_type="adset", entity_id=entity, change_date=dt.date(2026, 11, 1),
+                change_type="budget_change", status="complete", overall_impact=verdict, metric_changes={},
+                recommendation=f"verdict at {window} days", counterfactual="controls", window_before=7,
+                window_after=window, analyzed_at=NOW - dt.timedelta(minutes=2)))
+        conn.execute(sa.update(ImpactReportRow).where(ImpactReportRow.entity_id == "200").values(change_date=dt.date(2026, 11, 1)))
+    add_destination(engine, webhook.url, "act_1", min_severity="high", kinds=["impact"])
+    assert deliver(engine, now=NOW).failed == 0
+    verdict = next(m["message"] for m in webhook.received if m["title"].startswith("Impact verdicts"))
+    lines = [line for line in verdict.splitlines() if line.startswith("- **")]
+    # adset 200: positive at 7 days, confirmed at 14 (not pushed again); adset 201: neutral, then positive
+    assert len(lines) == 3, lines
+    assert sum("(200)" in line or " 200 " in line or "200)" in line for line in lines) == 1
+    assert any("positive" in line and "14 after" in line and "201" in line for line in lines)

@@ -478,13 +478,19 @@ def count_shift(y: np.ndarray, m: np.ndarray, level: np.ndarray, after: np.ndarr
     return effect, sd / max(expected, 1.0), p, expected, level_count
 
 
-def _smoothed(count: pd.Series, exposure: pd.Series | None, days: int = 7) -> pd.Series:
-    """The controls' rate (count per exposure) over ``days`` centred days, or their mean count."""
-    counts = count.rolling(days, center=True, min_periods=1).sum()
-    if exposure is None:
-        return counts / days
-    total = exposure.rolling(days, center=True, min_periods=1).sum()
-    return counts / total.where(total > 0)
+def _smoothed(count: pd.Series, exposure: pd.Series | None, split: pd.Timestamp, days: int = 7) -> pd.Series:
+    """The controls' rate (count per exposure) over ``days`` centred days, or their mean count, never
+    mixing days before ``split`` with days from it on (an account-wide shift on the change day stays
+    a step instead of leaking into the entity's counterfactual)."""
+    parts = []
+    for part in (count.index < split, count.index >= split):
+        counts = count.loc[part].rolling(days, center=True, min_periods=1).sum()
+        if exposure is None:
+            parts.append(counts / count.loc[part].rolling(days, center=True, min_periods=1).count())
+            continue
+        total = exposure.loc[part].rolling(days, center=True, min_periods=1).sum()
+        parts.append(counts / total.where(total > 0))
+    return pd.concat(parts).reindex(count.index)
 
 
 def _rate_change(full: pd.DataFrame, control: pd.DataFrame | None, metric: str, pre_idx, before_idx, after_idx,  # noqa: ANN001
@@ -522,7 +528,7 @@ def _rate_change(full: pd.DataFrame, control: pd.DataFrame | None, metric: str, 
         return _dense_rate_change(full, control, metric, pre_idx, before_idx, after_idx, pct, days_before, days_after)
     level_idx = pre_idx[pre_idx >= after_idx[0] - pd.Timedelta(days=max(settings.IMPACT_COUNTERFACTUAL_PRE_DAYS,
                                                                         len(after_idx), len(before_idx)) + 1)]
-    rate = _smoothed(control[count_col], control[exposure_col] if exposure_col else None)
+    rate = _smoothed(control[count_col], control[exposure_col] if exposure_col else None, after_idx[0])
     expected_unit = full[exposure_col] * rate if exposure_col else rate
     effect, se, p, expected, level_count = count_shift(
         full[count_col].to_numpy(dtype=float), expected_unit.to_numpy(dtype=float),
