@@ -123,8 +123,10 @@ REFUSED = {
 }
 
 ENCODINGS = {
-    # Excel's "Unicode text": UTF-16 with a byte-order mark
-    "utf16_unicode_text": ((GOOD.replace(",", "\t") + "\n").encode("utf-16"), r"row 1: UTF-16 text .*CSV UTF-8"),
+    # UTF-16 without a byte-order mark: the byte order is a guess
+    "utf16_without_mark": ((GOOD.replace(",", "\t") + "\n").encode("utf-16-le"), r"row 1: UTF-16 text without a byte-order mark.*CSV UTF-8"),
+    # a UTF-16 file whose third row holds a lone surrogate: not UTF-16 there
+    "utf16_broken": ((GOOD.replace(",", "\t") + "\n").encode("utf-16") + b"\x00\xd8\x41\x00", r"UTF-16 text with bytes that are not UTF-16"),
     # Excel's "CSV (Comma delimited)" on Windows: "Vídeo" in Windows-1252, on row 3
     "windows_1252": ((EN_HEADER + "\n" + EN_ROWS[0] + "\n" + EN_ROWS[1].replace("Static B", "Vídeo B") + "\n").encode("cp1252"),
                      r"row 3: not UTF-8 text \(it looks like Windows-1252.*CSV UTF-8"),
@@ -137,6 +139,21 @@ ENCODINGS = {
 def test_files_in_another_encoding_are_refused_naming_it_and_how_to_export_utf8(app_env, engine, tmp_path, capsys, case):
     data, pattern = ENCODINGS[case]
     _refused(tmp_path, engine, capsys, f"{case}.csv", data, pattern)
+
+
+def test_excels_unicode_text_is_read_like_its_csv(app_env, engine, tmp_path, capsys):
+    # Excel's "Unicode text": UTF-16 with a byte-order mark, tab-separated; "Vídeo" stored as written
+    unicode_text = (GOOD.replace(",", "\t").replace("Static B", "Vídeo B") + "\n").encode("utf-16")
+    (tmp_path / "unicode.txt").write_bytes(unicode_text)
+    assert main(["import", "insights", str(tmp_path / "unicode.txt"), "--account", "act_u16"]) == 0
+    assert main(["import", "insights", str(_file(tmp_path, "same.csv", GOOD.replace("Static B", "Vídeo B") + "\n")),
+                 "--account", "act_u8"]) == 0
+    with engine.connect() as conn:
+        stored = {a: sorted(map(tuple, rows)) for a in ("act_u16", "act_u8") for rows in [conn.execute(sa.text(
+            "select entity_type, entity_id, date, spend, leads from daily_insights where account_id = :a"), {"a": a}).all()]}
+        names = conn.execute(sa.text("select count(*) from ads where account_id = 'act_u16' and name = 'Vídeo B'")).scalar()
+    assert stored["act_u16"] == stored["act_u8"] and len(stored["act_u16"]) > 0
+    assert names == 1
 
 
 def test_cr_only_line_endings_and_portuguese_reporting_period_are_read(app_env, engine, tmp_path, capsys):

@@ -85,8 +85,9 @@ def check_text_file(path: Path) -> bytes:
         head = handle.read(SNIFF_BYTES)
     if not head.strip():
         raise InputFileError(path, "file is empty")
-    if head.startswith((b"\xff\xfe", b"\xfe\xff")) or (len(head) > 8 and head[1:8:2] == b"\x00" * 4):
-        raise InputFileError(path, f"UTF-16 text (Excel's \"Unicode text\"), not UTF-8: {EXPORT_UTF8}", row=1)
+    if len(head) > 8 and (head[1:8:2] == b"\x00" * 4 or head[0:8:2] == b"\x00" * 4):
+        # UTF-16 without its byte-order mark: which byte order cannot be told for sure
+        raise InputFileError(path, f"UTF-16 text without a byte-order mark, not UTF-8: {EXPORT_UTF8}", row=1)
     if b"\x00" in head:
         raise InputFileError(path, "not a CSV file (binary content)")
     text = head.decode("utf-8", errors="replace")
@@ -124,17 +125,41 @@ def _cell_text(value: object) -> str:
     return str(value).strip()
 
 
+def _utf8_copy(path: Path, out: Path) -> None:
+    """Write a UTF-16 file with a byte-order mark (Excel's "Unicode text") to ``out`` as UTF-8, a
+    chunk at a time; bytes that are not UTF-16 are refused naming their row."""
+    row = 1
+    with path.open("r", encoding="utf-16", newline="") as source, out.open("w", encoding="utf-8", newline="") as target:
+        while True:
+            try:
+                chunk = source.read(1 << 16)
+            except UnicodeDecodeError:
+                raise InputFileError(path, f"UTF-16 text with bytes that are not UTF-16 after row {row}: {EXPORT_UTF8}",
+                                     row=row + 1) from None
+            if not chunk:
+                return
+            target.write(chunk)
+            row += max(chunk.count("\n"), chunk.count("\r"))
+
+
 @contextmanager
 def readable_csv(path: Path) -> Iterator[Path]:
-    """The file as CSV: itself, or for an Excel workbook (.xlsx, e.g. Ads Manager's download) its
-    first sheet written as a UTF-8 CSV of the same name in a temporary directory (read with
-    openpyxl's streaming read-only mode, so a large workbook is not held in memory), so every
-    check and message of a CSV import applies, rows numbered as the sheet numbers them."""
-    zipped = False
+    """The file as CSV: itself; for UTF-16 text with a byte-order mark (Excel's "Unicode text",
+    tab-separated) its UTF-8 copy; for an Excel workbook (.xlsx, e.g. Ads Manager's download) its
+    first sheet written as a UTF-8 CSV (read with openpyxl's streaming read-only mode, so a large
+    workbook is not held in memory) — copies of the same name in a temporary directory, so every
+    check and message of a CSV import applies, rows numbered as the file numbers them."""
+    start = b""
     if path.is_file():
         with path.open("rb") as handle:
-            zipped = handle.read(4) == b"PK\x03\x04"
-    if not zipped:
+            start = handle.read(4)
+    if start.startswith((b"\xff\xfe", b"\xfe\xff")):  # the mark says UTF-16: nothing to guess
+        with tempfile.TemporaryDirectory(prefix="ads_ml_utf16_") as folder:
+            out = Path(folder) / path.name
+            _utf8_copy(path, out)
+            yield out
+        return
+    if start != b"PK\x03\x04":
         yield path
         return
     import openpyxl
