@@ -132,3 +132,41 @@ def test_fresh_insights_flow_on_and_timed_work_follows_each_accounts_clock(dagst
     again = ticks.at(day + dt.timedelta(hours=7, minutes=10))
     assert again.get("adset_anomalies") == {"act_utc"} and "ad_anomalies" not in again, again
     assert ticks.at(day + dt.timedelta(hours=8, seconds=30)).get("ad_anomalies") == {"act_utc"}
+
+
+@pytest.mark.slow
+def test_a_failed_blocking_check_holds_the_accounts_downstream_assets_back_until_fixed(dagster_instance, engine, tmp_path):
+    from ads_ml.demo import generate_account
+    from ads_ml.ingest.insights import import_insights
+
+    ticks = Ticks(dagster_instance)
+    day = dt.datetime(2026, 11, 24, tzinfo=UTC)
+    accounts = ["act_good", "act_bad"]
+    data = generate_account(n_campaigns=1, adsets_per_campaign=2, ads_per_adset=2, days=40, end_date=day.date(), seed=4)
+    path = tmp_path / "insights.csv"
+    data.insights.to_csv(path, index=False)
+    for account in accounts:
+        import_insights(engine, path, account)
+    dagster_instance.add_dynamic_partitions("ad_account", accounts)
+    ticks.at(day)
+    # a row no import would accept reached act_bad's ads (another writer, a bad migration): negative spend
+    with engine.begin() as conn:
+        conn.execute(sa.text("update daily_insights set spend = -5 where account_id = 'act_bad' and entity_type = 'ad' "
+                             "and id = (select min(id) from daily_insights where account_id = 'act_bad' and entity_type = 'ad')"))
+    for account in accounts:
+        result = materialize_account(account, INSIGHTS, instance=dagster_instance, raise_on_error=False)
+        checks = {e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data.passed
+                  for e in result.all_events if e.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION
+                  and e.asset_check_evaluation_data.asset_key == dg.AssetKey("ad_insights")}
+        assert checks["no_negative_spend"] is (account == "act_good"), checks
+    requested = ticks.at(day + dt.timedelta(minutes=1))
+    # the bad account's ad-level assets wait; its other levels and the good account go on
+    assert requested["ad_features"] == {"act_good"} and "act_bad" not in requested.get("ad_anomaly_model", set()), requested
+    assert requested["adset_features"] == {"act_good", "act_bad"}, requested
+
+    # fixed and re-checked: the held-back assets run
+    with engine.begin() as conn:
+        conn.execute(sa.text("update daily_insights set spend = 5 where account_id = 'act_bad' and spend < 0"))
+    materialize_account("act_bad", INSIGHTS, instance=dagster_instance)
+    fixed = ticks.at(day + dt.timedelta(minutes=2))
+    assert fixed.get("ad_features") == {"act_bad"}, fixed

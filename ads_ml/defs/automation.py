@@ -10,7 +10,9 @@ cron times (Celery Beat's way).
   are present and not being written. A new account gets each of them as soon as its insights exist.
 
 Every condition waits while one of its inputs is being materialised, so training at 03:00 that runs
-late still comes before classification at 05:00 reads the model. Cron times are ``settings.SCHEDULES``
+late still comes before classification at 05:00 reads the model, and while a blocking check of an
+input failed (negative spend, clicks above impressions, a duplicated entity-day in the insights):
+bad data stops the account's downstream assets until its insights are fixed and re-checked. Cron times are ``settings.SCHEDULES``
 (``ADS_ML_SCHEDULE_<NAME>`` overrides one).
 """
 
@@ -100,7 +102,12 @@ class MetaSyncedAccount(dg.AutomationCondition):
             context, true_subset=context.asset_graph_view.compute_intersection_with_partition_keys(keys, candidates))
 
 
-_INPUTS_READY = ~dg.AutomationCondition.any_deps_missing() & ~dg.AutomationCondition.any_deps_in_progress()
+#: A failed blocking check of an input (e.g. negative spend in the insights) holds the asset back
+#: until the input is materialised again and its checks pass; the asset's automation history in
+#: the UI shows this condition false.
+CHECKS_PASSED = dg.AutomationCondition.all_deps_blocking_checks_passed().with_label("inputs' blocking checks passed")
+_INPUTS_READY = (~dg.AutomationCondition.any_deps_missing() & ~dg.AutomationCondition.any_deps_in_progress()
+                 & CHECKS_PASSED)
 #: Never materialised, until requested once: a new account, or an account that was there before the
 #: automation (Dagster's ``newly_missing().since_last_handled()`` forgets those at the first
 #: evaluation). A failed run is not retried over and over: it is retried at the next cron tick.
@@ -145,13 +152,14 @@ def on_meta_discovery_cron(name: str) -> dg.AutomationCondition:
 
 
 def on_fresh_inputs() -> dg.AutomationCondition:
-    """Whenever an input changes (Dagster's ``eager``)."""
-    return dg.AutomationCondition.eager()
+    """Whenever an input changes (Dagster's ``eager``) and its blocking checks passed."""
+    return (dg.AutomationCondition.eager() & CHECKS_PASSED).with_label("eager, inputs' blocking checks passed")
 
 
 def after(*upstream: str) -> dg.AutomationCondition:
-    """Whenever one of ``upstream`` is materialised again (the other inputs are read as they are)."""
-    return dg.AutomationCondition.eager().allow(dg.AssetSelection.assets(*upstream)).with_label(
+    """Whenever one of ``upstream`` is materialised again (the other inputs are read as they are)
+    and the inputs' blocking checks passed."""
+    return (dg.AutomationCondition.eager().allow(dg.AssetSelection.assets(*upstream)) & CHECKS_PASSED).with_label(
         f"after {', '.join(upstream)}")
 
 
@@ -163,6 +171,7 @@ def on_fresh_inputs_at_most_every(name: str) -> dg.AutomationCondition:
         dg.AutomationCondition.eager()
         & (dg.AutomationCondition.cron_tick_passed(cron, settings.schedule_timezone()).since_last_handled()
            | dg.AutomationCondition.missing())
+        & CHECKS_PASSED
     ).with_label(f"{name}: fresh inputs, at most once per '{cron}'")
 
 
