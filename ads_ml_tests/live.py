@@ -108,6 +108,15 @@ class Deployment:
         assert data["__typename"] == "StopSensorMutationResult", data
         return data["instigationState"]["status"]
 
+    def ticks(self, name: str, limit: int = 200) -> list[dict]:
+        """A sensor's ticks as its page lists them: status, the runs launched, and the count of
+        materialisations the tick says it requested."""
+        return self.query(
+            """query($s: SensorSelector!, $n: Int) { sensorOrError(sensorSelector: $s) {
+                 ... on Sensor { sensorState { ticks(limit: $n) { status runIds requestedAssetMaterializationCount } } } } }""",
+            {"s": {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY, "sensorName": name}, "n": limit},
+        )["sensorOrError"]["sensorState"]["ticks"]
+
     def launch(self, job: str, account: str, run_config: dict | None = None) -> str:
         data = self.query(
             """mutation($p: ExecutionParams!) { launchRun(executionParams: $p) {

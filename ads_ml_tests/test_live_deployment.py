@@ -214,6 +214,12 @@ def test_daemon_and_launchpad_runs_succeed(deployment: Deployment, tmp_path: Pat
         materialised[run["run_id"]] = {record.dagster_event.asset_key.to_user_string() for record in live.instance.all_logs(
             run["run_id"], of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)}
     automated = next(r for r in runs if r["run_id"] == max(materialised, key=lambda run_id: len(materialised[run_id])))
+    # Each automation tick's "N materializations requested" is what its runs materialised.
+    ticks = [t for t in live.ticks(AUTOMATION) if t["runIds"]]
+    assert ticks and sum(len(t["runIds"]) for t in ticks) == len(materialised), (ticks, materialised)
+    for tick in ticks:
+        assert tick["requestedAssetMaterializationCount"] == sum(len(materialised[r]) for r in tick["runIds"]), (
+            tick, {r: sorted(materialised[r]) for r in tick["runIds"]})
     assert expected <= set().union(*materialised.values()), materialised  # all by the automation
     assert count(live.engine, "ml_features", f"account_id = '{WITH_DATA}'") > 0
     assert count(live.engine, "ml_recommendations", f"account_id = '{WITH_DATA}'") > 0

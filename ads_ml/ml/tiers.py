@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax, softmax
-from scipy.stats import spearmanr
+from scipy.stats import rankdata, spearmanr
 from sklearn.metrics import accuracy_score, f1_score
 from sklearn.model_selection import GroupKFold
 from xgboost import XGBClassifier
@@ -160,7 +160,7 @@ class TrainingSet:
     snapshot: pd.Series  # feature date of each sample (datetime64)
     entity_id: pd.Series
     label_source: pd.Series  # feedback / outcome / rule
-    outcome_cost: pd.Series | None = None  # shrunk next-week CPL ÷ pooled (outcome samples; else NaN)
+    outcome_cost: pd.Series | None = None  # next-week CPL ÷ pooled, inf if it spent without a lead (outcome samples; else NaN)
 
     def __len__(self) -> int:
         return len(self.y)
@@ -205,7 +205,9 @@ def build_training_set(
         outcome = _outcome(daily, t, horizon).reindex(delivering.index).fillna(0.0)
         pooled = cpl(outcome["spend"].sum(), outcome["leads"].sum())
         labels = rule_tiers(outcome["spend"], outcome["leads"], pooled)
-        cost = shrunk_cpl(outcome["spend"], outcome["leads"], pooled) / pooled if np.isfinite(pooled) and pooled > 0 else np.nan
+        # what the tiers are judged on: the CPL realised next (a spender without a lead the dearest)
+        cost = (np.where(outcome["leads"] > 0, outcome["spend"] / outcome["leads"].where(outcome["leads"] > 0), np.inf) / pooled
+                if np.isfinite(pooled) and pooled > 0 else np.nan)
         part = _samples(delivering, labels, t, "outcome")
         part["outcome_cost"] = np.where(labels != settings.TIER_INSUFFICIENT, cost, np.nan)
         parts.append(part)
@@ -484,42 +486,46 @@ def expected_cost(model: "TierClassifier", X: pd.DataFrame) -> np.ndarray:
 
 def _tier_spearman(tiers: np.ndarray, cost: np.ndarray) -> float:
     """−Spearman between tier order (HIGH best) and a realised cost: 1 is a perfect order."""
-    ok = np.isfinite(cost) & pd.Series(tiers).isin(TIERS).to_numpy()
+    ok = ~np.isnan(cost) & pd.Series(tiers).isin(TIERS).to_numpy()
     rank = pd.Series(tiers[ok]).map(TIER_RANK).to_numpy(dtype="float64")
     if ok.sum() < 5 or np.all(rank == rank[0]) or np.all(cost[ok] == cost[ok][0]):
         return float("nan")
-    return float(spearmanr(rank, -cost[ok]).statistic)
+    return float(spearmanr(rank, -rankdata(cost[ok])).statistic)  # ranks: an inf cost is the dearest
 
 
 def validation_orders(model: "TierClassifier", training: TrainingSet, mask: np.ndarray,
                       draws: int = settings.TIER_GATE_BOOTSTRAP_DRAWS) -> dict[str, float]:
     """On the validation snapshots (``mask``): how well the model's tiers and the rule tiers order
-    the entities by the cost they realised next (mean over snapshots of −Spearman), and the lower
+    the entities by the CPL they realised next (mean over snapshots of −Spearman), and the lower
     bound of the model's gain over the rules: the TIER_GATE_CONFIDENCE lower quantile of that gain
-    over ``draws`` bootstrap resamples of the entities of each snapshot. The model is used only
-    where the bound is above 0: a classifier is trusted over the rules when the validation weeks
-    show it orders better by more than their noise, not when it is ahead by luck."""
+    over ``draws`` bootstrap resamples of the entities. An entity is drawn with all its snapshots
+    (the weeks of one entity are not independent evidence). The model is used only where the bound
+    is above 0: a classifier is trusted over the rules when the validation weeks show it orders
+    better by more than their noise, not when it is ahead by luck."""
     snapshots = []
+    codes = pd.Index(training.entity_id[mask].astype(str).unique())
     for snap in np.unique(training.snapshot[mask]):
         rows = mask & (training.snapshot == snap).to_numpy() & training.outcome_cost.notna().to_numpy()
         if rows.sum() < 5:
             continue
         X = training.X.loc[rows]
         snapshots.append((tiers_from_cost(expected_cost(model, X)), rule_tiers_from_features(X),
-                          training.outcome_cost.loc[rows].to_numpy()))
-    model_scores = np.array([_tier_spearman(m, c) for m, _, c in snapshots])
-    rule_scores = np.array([_tier_spearman(r, c) for _, r, c in snapshots])
+                          training.outcome_cost.loc[rows].to_numpy(),
+                          codes.get_indexer(training.entity_id.loc[rows].astype(str))))
+    model_scores = np.array([_tier_spearman(m, c) for m, _, c, _ in snapshots])
+    rule_scores = np.array([_tier_spearman(r, c) for _, r, c, _ in snapshots])
     both = np.isfinite(model_scores) & np.isfinite(rule_scores)
     out = {"model_order": float(np.nanmean(model_scores)) if np.isfinite(model_scores).any() else float("nan"),
            "rule_order": float(np.nanmean(rule_scores)) if np.isfinite(rule_scores).any() else float("nan"),
            "order_gain_lower": float("nan")}
     if both.any():
         rng = np.random.default_rng(0)
-        gains = np.zeros(draws)
         kept = [s for s, ok in zip(snapshots, both) if ok]
-        for m, r, c in kept:
-            for d in range(draws):
-                pick = rng.integers(0, len(c), len(c))
+        gains = np.zeros(draws)
+        for d in range(draws):
+            weight = np.bincount(rng.integers(0, len(codes), len(codes)), minlength=len(codes))
+            for m, r, c, entity in kept:
+                pick = np.repeat(np.arange(len(c)), weight[entity])
                 gain = _tier_spearman(m[pick], c[pick]) - _tier_spearman(r[pick], c[pick])
                 gains[d] += (gain if np.isfinite(gain) else 0.0) / len(kept)
         out["order_gain_lower"] = float(np.quantile(gains, 1.0 - settings.TIER_GATE_CONFIDENCE))
