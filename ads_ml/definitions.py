@@ -12,7 +12,7 @@ from ads_ml.defs.assets.sync import sync_assets
 from ads_ml.defs.assets.tiers import tier_assets
 from ads_ml.defs.automation import automation_sensor
 from ads_ml.defs.executor import account_turn
-from ads_ml.defs.checks import insights_checks, tier_checks
+from ads_ml.defs.checks import insights_checks
 from ads_ml.defs.io_managers import DatabaseIOManager, ModelIOManager
 from ads_ml.defs.jobs import all_jobs
 from ads_ml.defs.resources import DatabaseResource, FanoutResource, ModelStoreResource, meta_resource
@@ -83,7 +83,7 @@ def build_definitions() -> dg.Definitions:
     """The code location's definitions, with the executor and resources the environment selects."""
     return dg.Definitions(
         assets=[*sync_assets, *insights_assets, *features_assets, *tier_assets, *forecasting_assets, *anomalies_assets, *action_assets],
-        asset_checks=[*insights_checks, *tier_checks],
+        asset_checks=insights_checks,
         jobs=all_jobs,
         sensors=[ad_account_partitions_sensor, new_insights_sensor, change_events_sensor, dead_cli_runs_sensor,
                  alerts_sensor,

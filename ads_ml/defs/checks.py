@@ -2,11 +2,8 @@
 assets in the same run; missing days are a warning with the dates listed."""
 
 import warnings
-from typing import Optional
-
 import dagster as dg
 
-from ads_ml.db.model_registry import StoredModel
 from ads_ml.db.queries import LevelInsights
 from ads_ml.defs.common import LEVELS, entity_names, markdown_table, with_names
 from ads_ml.defs.partitions import ad_account_partitions
@@ -70,43 +67,3 @@ def build_insights_checks(level: str) -> list[dg.AssetChecksDefinition]:
 
 
 insights_checks = [check for level in LEVELS for check in build_insights_checks(level)]
-
-
-def build_tier_classifier_check(level: str) -> dg.AssetChecksDefinition:
-    @dg.asset_check(
-        asset=f"{level}_tier_classifier", partitions_def=ad_account_partitions, name="beats_rule_tiers",
-        description="Informational (WARN, not blocking): the classifier orders the validation weeks' realised cost "
-        "per lead better than the rule tiers (quantiles of the recency-weighted shrunk CPL) beyond the validation's "
-        "noise (the lower bound of its gain above 0). When it does not, nothing needs stopping: the classifications "
-        "use the rule tiers and say why.",
-    )
-    def _beats_rules(tier_classifier: Optional[StoredModel]) -> dg.AssetCheckResult:
-        if tier_classifier is None:
-            return dg.AssetCheckResult(passed=True, metadata={"use": "rules: no classifier trained"})
-        metrics = tier_classifier.training_metrics
-        beats = bool(getattr(tier_classifier.model, "beats_rules_", metrics.get("beats_rules", True)))
-        return dg.AssetCheckResult(
-            passed=beats,
-            severity=dg.AssetCheckSeverity.WARN,
-            metadata={
-                "model_order": _order(metrics.get("model_order")),
-                "rule_order": _order(metrics.get("rule_order")),
-                "order_gain_lower_bound": _order(metrics.get("order_gain_lower")),
-                "use": str(metrics.get("use", "model")),
-                "model_version": int(tier_classifier.version),
-            },
-        )
-
-    return _beats_rules
-
-
-def _order(value: object) -> str:
-    """A validation order as text ("n/a" when there was none: NaN is stored as null)."""
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return "n/a"
-    return f"{number:.3f}" if number == number else "n/a"
-
-
-tier_checks = [build_tier_classifier_check(level) for level in LEVELS]
