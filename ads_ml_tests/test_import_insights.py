@@ -206,3 +206,82 @@ def test_summary_row_of_ads_manager_is_skipped(engine, tmp_path):
     text = META_EXPORT.strip() + "\n,,,,,,,286.25,32500,27200,,345,25,,\n"
     result = import_insights(engine, write_csv(tmp_path / "with_total.csv", text), "act_sum")
     assert result.rows == 5 and result.skipped_summary_rows == 1
+
+
+def _rollups_equal_their_ads(engine: sa.Engine, account: str) -> None:
+    """Every adset and campaign day is the sum of its ads' days, and every ad day has both."""
+    with engine.connect() as conn:
+        for level, parent in (("adset", "adset_id"), ("campaign", "campaign_id")):
+            sums = conn.execute(sa.text(f"""
+                select a.{parent} as entity_id, d.date, sum(d.spend) as spend, sum(d.impressions) as impressions
+                from daily_insights d join ads a on a.account_id = d.account_id and a.id = d.entity_id
+                where d.account_id = :a and d.entity_type = 'ad' group by a.{parent}, d.date"""), {"a": account}).all()
+            stored = conn.execute(sa.text(
+                "select entity_id, date, spend, impressions from daily_insights where account_id = :a and entity_type = :l"),
+                {"a": account, "l": level}).all()
+            expected = {(r.entity_id, str(r.date)): (round(float(r.spend), 6), int(r.impressions)) for r in sums}
+            assert {(r.entity_id, str(r.date)): (round(float(r.spend), 6), int(r.impressions)) for r in stored} == expected, level
+
+
+@pytest.mark.parametrize("other", ["delete", "replace"])
+def test_one_accounts_writes_wait_for_each_other_and_roll_ups_always_equal_their_ads(engine, tmp_path, monkeypatch, other):
+    """An import that has rolled its new ad rows up but not committed yet (where the race was: the
+    other write's roll-up cannot see them): a delete or a --replace of the same account waits for
+    it, and the roll-ups equal their ads."""
+    import threading
+
+    from ads_ml.ingest import insights
+    from ads_ml.ingest.insights import delete_insights
+
+    header = CANONICAL.strip().splitlines()[0]
+    base = "\n".join([header, "2026-03-01,c1,s1,a1,1000,800,20,10.0,2,1", "2026-03-02,c1,s1,a1,1200,900,25,12.0,3,2"])
+    import_insights(engine, write_csv(tmp_path / "base.csv", base), "act_race")
+    import_insights(engine, write_csv(tmp_path / "other.csv", CANONICAL), "act_other")
+    paused, go, errors = threading.Event(), threading.Event(), []
+    real = insights._roll_up
+
+    def roll_up(conn, account_id, level, *args, **kwargs):  # noqa: ANN001, ANN202
+        real(conn, account_id, level, *args, **kwargs)
+        if threading.current_thread().name == "import" and level == "campaign":
+            paused.set()
+            go.wait(60)
+
+    monkeypatch.setattr(insights, "_roll_up", roll_up)
+
+    def run(name: str, work) -> threading.Thread:  # noqa: ANN001
+        def target() -> None:
+            try:
+                work()
+            except Exception as exc:  # noqa: BLE001 - reported below
+                errors.append((name, exc))
+        thread = threading.Thread(target=target, name=name)
+        thread.start()
+        return thread
+
+    new_ad = write_csv(tmp_path / "new_ad.csv", "\n".join([header, "2026-03-01,c1,s1,a2,500,450,10,5.0,0,0"]))
+    importing = run("import", lambda: import_insights(engine, new_ad, "act_race"))
+    assert paused.wait(60)
+    if other == "delete":
+        second = run(other, lambda: delete_insights(engine, "act_race", dt.date(2026, 3, 1), dt.date(2026, 3, 1)))
+    else:  # 2026-03-01 is a1's 7.0 alone
+        only_a1 = write_csv(tmp_path / "only.csv", "\n".join([header, "2026-03-01,c1,s1,a1,700,600,14,7.0,1,0"]))
+        second = run(other, lambda: import_insights(engine, only_a1, "act_race", replace=True))
+    second.join(2)
+    assert second.is_alive(), "the second write did not wait for the import in progress"
+    # another account: on PostgreSQL not held up at all; on SQLite (one writer per database) it waits, never refused
+    elsewhere = run("elsewhere", lambda: import_insights(
+        engine, write_csv(tmp_path / "other2.csv", CANONICAL.replace(",5.0,", ",6.0,")), "act_other"))
+    elsewhere.join(20 if engine.dialect.name == "postgresql" else 2)
+    assert elsewhere.is_alive() == (engine.dialect.name == "sqlite")
+    go.set()
+    for thread in (importing, second, elsewhere):
+        thread.join(60)
+    assert not errors, errors
+    _rollups_equal_their_ads(engine, "act_race")
+    _rollups_equal_their_ads(engine, "act_other")
+    with engine.connect() as conn:
+        ads = conn.execute(sa.text("select entity_id, date, spend from daily_insights where account_id = 'act_race' "
+                                   "and entity_type = 'ad' order by entity_id, date")).all()
+    # the second write came after the import and saw its ad: both are gone from 2026-03-01
+    expected = [("a1", "2026-03-02", 12.0)] if other == "delete" else [("a1", "2026-03-01", 7.0), ("a1", "2026-03-02", 12.0)]
+    assert [(a, str(d), float(s)) for a, d, s in ads] == expected

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -77,6 +78,16 @@ def begin_write(engine: Engine) -> Iterator[Connection]:
         connection = connection.execution_options(**{WRITE_OPTION: True})
         with connection.begin():
             yield connection
+
+
+def serialise_account_writes(conn: Connection, account_id: str) -> None:
+    """Hold the account's insights for the rest of this write transaction: a concurrent import,
+    ``--replace``, delete or Meta sync of the same account waits until this one commits, so each
+    rolls adsets and campaigns up from every ad row committed before it (PostgreSQL: a transaction
+    advisory lock; SQLite: ``BEGIN IMMEDIATE`` already serialises every writer)."""
+    if conn.dialect.name == "postgresql":
+        key = int.from_bytes(hashlib.sha256(f"ads_ml:insights:{account_id}".encode()).digest()[:8], "big", signed=True)
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
 
 
 @contextmanager

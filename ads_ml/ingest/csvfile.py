@@ -301,7 +301,7 @@ def iter_batches(path: Path, header: HeaderMap, batch_rows: int) -> Iterator[tup
         width = header.width
         for record in reader:
             state["row"] += 1
-            if not record or all(not cell.strip() for cell in record):
+            if not record or (not record[0].strip() and all(not cell.strip() for cell in record)):
                 continue  # blank line
             if len(record) < width:
                 raise InputFileError(

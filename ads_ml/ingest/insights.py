@@ -9,6 +9,7 @@ stored ad rows of the dates the file touches.
 from __future__ import annotations
 
 import datetime as dt
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ import pandas as pd
 from sqlalchemy import (
     Column,
     Date,
+    DateTime,
     Engine,
     Float,
     Index,
@@ -38,7 +40,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from ads_ml import settings
 from ads_ml.db.queries import record_import_batch
-from ads_ml.db.engine import begin_write
+from ads_ml.db.engine import begin_write, serialise_account_writes
 from ads_ml.db.models import AdAccount, Ad, Adset, Campaign, DailyInsight, utcnow
 from ads_ml.db.upsert import insert_for, upsert
 from ads_ml.ingest.csvfile import (
@@ -266,9 +268,10 @@ def write_ad_days(
     or API request in errors; ``replace`` (True: the rows' first..last day, or an explicit range)
     deletes the account's ad-days of the range that ``batches`` do not have. An ``import_batches``
     row is written only when something changed."""
+    serialise_account_writes(conn, account_id)
     now = utcnow()
     known = _Hierarchy.load(conn, account_id)
-    keys = _ImportKeys(conn)
+    keys = _Staging(conn)
     for raw in batches:
         batch = _parse_batch(source, raw, fmt, result)
         if batch.empty:
@@ -280,7 +283,6 @@ def write_ad_days(
         result.campaigns_created += created[0]
         result.adsets_created += created[1]
         result.ads_created += created[2]
-        _upsert_ad_rows(conn, account_id, batch, now)
         result.rows += len(batch)
         lo, hi = batch["date"].min().date(), batch["date"].max().date()
         result.first_date = min(result.first_date or lo, lo)
@@ -290,15 +292,17 @@ def write_ad_days(
     if result.rows == 0 and not isinstance(replace, tuple):
         raise InputFileError(source, "no data rows")
     keys.refuse_duplicates(source, fmt.names["ad_id"])
+    if conn.dialect.name == "postgresql":
+        # Rows just written have no planner statistics yet: PostgreSQL would estimate one row
+        # and nest-loop the upsert's and the rollup's joins (seconds per thousand rows). A hash join
+        # is right for these query shapes whatever the statistics say. SET LOCAL ends with the
+        # transaction.
+        conn.exec_driver_sql("SET LOCAL enable_nestloop = off")
+    keys.upsert(account_id, now)
     first, last = replace if isinstance(replace, tuple) else (result.first_date, result.last_date)
     if replace:
         result.rows_deleted = keys.delete_others(account_id, first, last)
     keys.drop()
-    if conn.dialect.name == "postgresql":
-        # Rows just written have no planner statistics yet: PostgreSQL would estimate one row
-        # and nest-loop the rollup join (seconds per thousand rows). A hash join is right for
-        # this query shape whatever the statistics say. SET LOCAL ends with the transaction.
-        conn.exec_driver_sql("SET LOCAL enable_nestloop = off")
     if first is not None:
         for level in ("adset", "campaign"):
             _roll_up(conn, account_id, level, first, last, now)
@@ -326,6 +330,7 @@ def delete_insights(engine: Engine, account_id: str, first: dt.date, last: dt.da
     with begin_write(engine) as conn:
         if not conn.execute(select(AdAccount.id).where(AdAccount.id == account_id)).first():
             raise LookupError(f"account {account_id} not found")
+        serialise_account_writes(conn, account_id)
         in_range = (d.c.account_id == account_id, d.c.date >= first, d.c.date <= last)
         ads = conn.execute(delete(d).where(*in_range, d.c.entity_type == "ad")).rowcount
         conn.execute(delete(d).where(*in_range))
@@ -370,26 +375,33 @@ def database_error(path: Path, exc: SQLAlchemyError, rows: tuple[int, int] | Non
     return InputFileError(path, message)
 
 
-class _ImportKeys:
-    """The (ad, date) keys of this import with their row numbers, in a temporary table of the
-    import's own transaction: duplicates are found and ``replace`` knows what the file covers,
-    with memory that does not grow with the file."""
+class _Staging:
+    """This import's ad-day rows with their row numbers, in a temporary table of the import's own
+    transaction, loaded in bulk batch by batch (PostgreSQL ``COPY``, SQLite ``executemany``): the
+    stored rows are then upserted in one statement, duplicates are found and ``replace`` knows
+    what the file covers, with memory that does not grow with the file."""
+
+    COLUMNS = ("ad_id", "date", "row", *METRIC_COLUMNS, "partial_as_of")
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
-        meta = MetaData()
+        d = DailyInsight.__table__.c
         self.table = Table(
-            "ads_ml_import_keys", meta,
+            "ads_ml_import_rows", MetaData(),
             Column("ad_id", String(64)), Column("date", Date), Column("row", Integer),
+            *[Column(c, d[c].type) for c in METRIC_COLUMNS],
+            Column("partial_as_of", DateTime(timezone=True)),
             prefixes=["TEMPORARY"],
         )
         self.table.drop(conn, checkfirst=True)
         self.table.create(conn)
-        Index("ix_ads_ml_import_keys", self.table.c.ad_id, self.table.c.date).create(conn)
+        self.indexed = False
+        driver = conn.connection.driver_connection
+        self.copy = conn.dialect.name == "postgresql" and hasattr(driver.cursor(), "copy_expert")
 
     def add(self, batch: pd.DataFrame, path: Path | str, column: str) -> None:
-        """Record the batch's keys; an ad-day twice within the batch is refused here, before the
-        upsert (PostgreSQL's ON CONFLICT would fail on it without naming a row)."""
+        """Stage the batch's rows; an ad-day twice within the batch is refused here, naming both
+        rows (one across batches: :meth:`refuse_duplicates`)."""
         again = batch.duplicated(["ad_id", "date"], keep="first")
         if again.any():
             row = int(batch.index[np.flatnonzero(again.to_numpy())[0]])
@@ -398,12 +410,50 @@ class _ImportKeys:
             raise InputFileError(
                 path, f"ad {batch.at[row, 'ad_id']} on {batch.at[row, 'date'].date()} appears twice in the file "
                 f"(first in row {first})", row=row, column=column)
-        self.conn.execute(self.table.insert(), [
-            {"ad_id": a, "date": d, "row": int(r)}
-            for a, d, r in zip(batch["ad_id"], batch["date"].dt.date, batch.index)
-        ])
+        frame = pd.DataFrame({"ad_id": batch["ad_id"].astype(str).to_numpy(),
+                              "date": batch["date"].dt.strftime("%Y-%m-%d").to_numpy(),
+                              "row": batch.index.to_numpy(dtype="int64")})
+        for name in METRIC_COLUMNS:
+            values = batch[name].to_numpy(dtype="float64")
+            frame[name] = pd.array(np.where(np.isnan(values), None, values), dtype="Int64") if name in COUNT_COLUMNS else values
+        frame["partial_as_of"] = pd.to_datetime(batch["partial_as_of"], utc=True).to_numpy()
+        if self.copy:
+            self._copy(frame)
+        else:
+            self._insert(frame)
 
-    def refuse_duplicates(self, path: Path, column: str) -> None:
+    def _copy(self, frame: pd.DataFrame) -> None:
+        buffer = io.StringIO()
+        frame.assign(partial_as_of=frame["partial_as_of"].dt.strftime("%Y-%m-%d %H:%M:%S.%f+00:00")).to_csv(
+            buffer, header=False, index=False)  # floats as their shortest exact repr
+        buffer.seek(0)
+        cursor = self.conn.connection.driver_connection.cursor()
+        cursor.copy_expert(f"COPY {self.table.name} ({', '.join(self.COLUMNS)}) FROM STDIN WITH (FORMAT csv)", buffer)
+
+    def _insert(self, frame: pd.DataFrame) -> None:
+        """``executemany`` on the driver, values bound as SQLAlchemy would bind them."""
+        dialect = self.conn.dialect
+        columns = []
+        for name in self.COLUMNS:
+            values = frame[name].astype(object).where(frame[name].notna(), None).tolist()
+            process = self.table.c[name].type.bind_processor(dialect) if name in ("date", "partial_as_of") else None
+            if name == "date" and process is not None and process(dt.date(2001, 2, 3)) != "2001-02-03":
+                values = [process(dt.date.fromisoformat(v)) for v in values]  # else the ISO text is what it binds
+            elif name == "partial_as_of":
+                values = [None if v is None else (process(v.to_pydatetime()) if process else v.to_pydatetime()) for v in values]
+            columns.append(values)
+        marks = ", ".join("?" if dialect.paramstyle == "qmark" else "%s" for _ in self.COLUMNS)
+        cursor = self.conn.connection.driver_connection.cursor()
+        cursor.executemany(f"INSERT INTO {self.table.name} ({', '.join(self.COLUMNS)}) VALUES ({marks})",
+                           list(zip(*columns)))
+
+    def _index(self) -> None:
+        if not self.indexed:  # after the bulk load: cheaper than keeping it up row by row
+            Index("ix_ads_ml_import_rows", self.table.c.ad_id, self.table.c.date).create(self.conn)
+            self.indexed = True
+
+    def refuse_duplicates(self, path: Path | str, column: str) -> None:
+        self._index()
         k = self.table.c
         duplicate = self.conn.execute(
             select(k.ad_id, k.date, func.min(k.row).label("first"), func.max(k.row).label("again"))
@@ -416,8 +466,25 @@ class _ImportKeys:
                 row=int(duplicate.again), column=column,
             )
 
+    def upsert(self, account_id: str, now: dt.datetime) -> None:
+        """The staged rows into ``daily_insights`` in one statement; a row whose values are the
+        stored ones is left alone (its ``updated_at`` too)."""
+        k = self.table.c
+        rows = select(
+            literal(account_id).label("account_id"), literal("ad").label("entity_type"), k.ad_id, k.date,
+            *[k[c] for c in METRIC_COLUMNS], literal(now, DailyInsight.__table__.c.updated_at.type), k.partial_as_of,
+        ).where(k.row.is_not(None))  # SQLite reads ON CONFLICT after a bare INSERT .. SELECT as a join
+        self.conn.execute(upsert(
+            self.conn, DailyInsight.__table__,
+            key=("account_id", "entity_type", "entity_id", "date"),
+            update=METRIC_COLUMNS, always=["updated_at", "partial_as_of"], nullness=["partial_as_of"],
+            select=rows,
+            columns=["account_id", "entity_type", "entity_id", "date", *METRIC_COLUMNS, "updated_at", "partial_as_of"],
+        ))
+
     def delete_others(self, account_id: str, first: dt.date, last: dt.date) -> int:
         """Delete the account's ad-days in ``first``..``last`` that this file does not have."""
+        self._index()
         d, k = DailyInsight.__table__, self.table.c
         in_file = select(k.ad_id).where(k.ad_id == d.c.entity_id, k.date == d.c.date).exists()
         return int(self.conn.execute(delete(d).where(
@@ -568,6 +635,11 @@ def _check_texts(path: Path, raw: pd.DataFrame, fmt: _Format) -> None:
     turned into 2.385E+13 would merge entities), ids fit 64 characters and names 512."""
     for column in ("campaign_id", "adset_id", "ad_id"):
         values = raw[column]
+        # each distinct id matched once (a daily file repeats every id each day)
+        distinct = pd.Series(values.unique())
+        if not distinct.str.fullmatch(SCIENTIFIC).any() and not (fmt.meta and not distinct.str.fullmatch(r"\d+").all()) \
+                and not (distinct.str.len() > settings.IMPORT_MAX_ID_LENGTH).any():
+            continue
         row = first_bad(values.str.fullmatch(SCIENTIFIC), raw.index)
         if row is not None:
             raise InputFileError(
@@ -678,18 +750,43 @@ class _Hierarchy:
     ad_parent: dict[str, tuple[str, str]]  # ad -> (adset, campaign)
     adset_parent: dict[str, str]  # adset -> campaign
     campaigns: set[str]
+    #: level -> attribute (name, status, daily_budget) -> entity -> its stored value: an entity whose
+    #: rows say what is stored already is not written again (a daily file repeats every ad each day)
+    stored: dict[str, dict[str, dict[str, object]]]
 
     @classmethod
     def load(cls, conn: Connection, account_id: str) -> "_Hierarchy":
-        ads = conn.execute(select(Ad.id, Ad.adset_id, Ad.campaign_id).where(Ad.account_id == account_id))
-        adsets = conn.execute(select(Adset.id, Adset.campaign_id).where(Adset.account_id == account_id))
-        campaigns = conn.execute(select(Campaign.id).where(Campaign.account_id == account_id))
+        ads = conn.execute(select(Ad.id, Ad.adset_id, Ad.campaign_id, Ad.name, Ad.status).where(Ad.account_id == account_id)).all()
+        adsets = conn.execute(select(Adset.id, Adset.campaign_id, Adset.name, Adset.status, Adset.daily_budget)
+                              .where(Adset.account_id == account_id)).all()
+        campaigns = conn.execute(select(Campaign.id, Campaign.name, Campaign.status, Campaign.daily_budget)
+                                 .where(Campaign.account_id == account_id)).all()
+        stored = {
+            "ad": {"name": {a.id: a.name for a in ads}, "status": {a.id: a.status for a in ads}},
+            "adset": {"name": {s.id: s.name for s in adsets}, "status": {s.id: s.status for s in adsets},
+                      "daily_budget": {s.id: s.daily_budget for s in adsets}},
+            "campaign": {"name": {c.id: c.name for c in campaigns}, "status": {c.id: c.status for c in campaigns},
+                         "daily_budget": {c.id: c.daily_budget for c in campaigns}},
+        }
         return cls(
             account_id,
-            {a: (s, c) for a, s, c in ads},
-            {s: c for s, c in adsets},
-            {c for (c,) in campaigns},
+            {a.id: (a.adset_id, a.campaign_id) for a in ads},
+            {s.id: s.campaign_id for s in adsets},
+            {c.id for c in campaigns},
+            stored,
         )
+
+    def _unchanged(self, rows: pd.DataFrame, level: str, attributes: Sequence[str]) -> pd.Series:
+        """Rows of entities already stored with every attribute the row gives."""
+        stored = self.stored[level]
+        ids = rows[f"{level}_id"]
+        same = ids.isin(stored["name"].keys())
+        for attribute in attributes:
+            column = f"{level}_{attribute}"
+            if column in rows.columns:
+                given = rows[column]
+                same &= given.isna() | (given == ids.map(stored[attribute]))
+        return same
 
     def merge(
         self, conn: Connection, path: Path, batch: pd.DataFrame, names: dict[str, str], now: dt.datetime
@@ -713,10 +810,8 @@ class _Hierarchy:
         self._write(conn, Ad, ad_rows, "ad", now, extra={"adset_id": "adset_id", "campaign_id": "campaign_id"})
 
         self.campaigns.update(new_campaigns)
-        for row in adsets.itertuples():
-            self.adset_parent[row.adset_id] = row.campaign_id
-        for row in ads.itertuples():
-            self.ad_parent[row.ad_id] = (row.adset_id, row.campaign_id)
+        self.adset_parent.update(zip(adsets["adset_id"], adsets["campaign_id"]))
+        self.ad_parent.update(zip(ads["ad_id"], zip(ads["adset_id"], ads["campaign_id"])))
         return len(new_campaigns), len(new_adsets), len(new_ads)
 
     def _check_moves(
@@ -759,6 +854,8 @@ class _Hierarchy:
         id_column = f"{level}_id"
         table = model.__table__
         has_budget = f"{level}_daily_budget" in rows.columns and level != "ad"
+        attributes = ("name", "status", "daily_budget") if has_budget else ("name", "status")
+        rows = rows.loc[~self._unchanged(rows, level, attributes)]
         groups: dict[tuple[str, ...], list[dict]] = {}
         for row in rows.to_dict("records"):
             record = {"account_id": self.account_id, "id": row[id_column], "created_at": now, "updated_at": now}
@@ -773,6 +870,11 @@ class _Hierarchy:
                 record["daily_budget"] = None if given["daily_budget"] is None else float(given["daily_budget"])
             # Names, statuses and budgets are updated only where the row carries them.
             groups.setdefault(tuple(c for c, v in given.items() if v is not None), []).append(record)
+            entity = record["id"]
+            new = entity not in self.stored[level]["name"]
+            for attribute in attributes:
+                if new or given[attribute] is not None:
+                    self.stored[level][attribute][entity] = record[attribute]
         for update, records in groups.items():
             stmt = upsert(conn, table, key=("account_id", "id"), update=list(update) or ["id"], always=["updated_at"])
             conn.execute(stmt, records)
@@ -783,34 +885,6 @@ def _given(value: object) -> object:
     if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
         return None
     return value
-
-
-def _upsert_ad_rows(conn: Connection, account_id: str, batch: pd.DataFrame, now: dt.datetime) -> None:
-    frame = pd.DataFrame(
-        {
-            "account_id": account_id,
-            "entity_type": "ad",
-            "entity_id": batch["ad_id"].to_numpy(),
-            "date": batch["date"].dt.date.to_numpy(),
-            "updated_at": now,
-        }
-    )
-    for column in METRIC_COLUMNS:
-        values = batch[column].to_numpy(dtype="float64")
-        if column in ("impressions", "clicks", "leads", "conversions", "reach"):
-            frame[column] = pd.array(np.where(np.isnan(values), None, values), dtype="Int64")
-        else:
-            frame[column] = values
-    frame["partial_as_of"] = [None if pd.isna(t) else t.to_pydatetime() for t in batch["partial_as_of"]]
-    records = frame.astype(object).where(frame.notna(), None).to_dict("records")
-    stmt = upsert(
-        conn, DailyInsight.__table__,
-        key=("account_id", "entity_type", "entity_id", "date"),
-        update=METRIC_COLUMNS,
-        always=["updated_at", "partial_as_of"],
-        nullness=["partial_as_of"],
-    )
-    conn.execute(stmt, records)
 
 
 def _roll_up(
