@@ -361,6 +361,12 @@ def test_a_wrong_import_is_undone(app_env, engine, tmp_path, capsys):
         adset = conn.execute(sa.text("select spend from daily_insights where account_id = 'act_undo' and "
                                      "entity_type = 'adset' and date = '2026-09-01'")).scalar_one()
     assert adset == pytest.approx(39.01)
+    # the same --replace again changes nothing: no row, no import batch (which would start a run)
+    unchanged = snapshot(engine)
+    assert main(["import", "insights", str(_file(tmp_path, "fixed.csv", fixed)), "--account", "act_undo",
+                 "--replace"]) == 0
+    assert snapshot(engine) == unchanged
+    assert "0 insight rows new or changed" in capsys.readouterr().out
     assert main(["delete", "insights", "--account", "act_none", "--from", "2026-09-05", "--to", "2026-09-05"]) == 1
     assert "account act_none not found" in capsys.readouterr().err
 

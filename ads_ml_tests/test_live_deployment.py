@@ -40,6 +40,8 @@ from ads_ml_tests.receivers import Webhook
 pytestmark = pytest.mark.slow
 
 WITH_DATA, WITHOUT_DATA = "act_live", "act_new"
+#: An account whose ad insights fail a blocking check (negative spend) until they are re-imported.
+BAD = "act_bad"
 #: An account whose data arrives only through the Meta sync (the local fake Graph API).
 SYNCED, SYNCED_TZ = "act_3003", "America/Sao_Paulo"
 END = dt.date.today() - dt.timedelta(days=1)
@@ -147,6 +149,20 @@ def _import_account(engine: sa.Engine, folder: Path) -> None:
     import_changes(engine, changes, WITH_DATA)
 
 
+def _bad_account(engine: sa.Engine, folder: Path) -> Path:
+    """An account imported, then one ad-day made negative by another writer (nothing an import
+    accepts): its ad insights fail the blocking ``no_negative_spend`` check. Returns its file."""
+    account = generate_account(n_campaigns=1, adsets_per_campaign=1, ads_per_adset=3, days=40, end_date=END, seed=4)
+    path = folder / "bad.csv"
+    account.insights.to_csv(path, index=False)
+    import_insights(engine, path, BAD)
+    with engine.begin() as conn:
+        conn.execute(sa.text(
+            "update daily_insights set spend = -0.5 where account_id = :a and entity_type = 'ad' and id = "
+            "(select min(id) from daily_insights where account_id = :a and entity_type = 'ad' and spend > 0)"), {"a": BAD})
+    return path
+
+
 def _new_account(engine: sa.Engine) -> None:
     """An ad account registered in the source with no insights yet (as the source system adds one)."""
     from ads_ml.db.models import AdAccount, utcnow
@@ -159,6 +175,7 @@ def _new_account(engine: sa.Engine) -> None:
 
 def test_daemon_and_launchpad_runs_succeed(deployment: Deployment, tmp_path: Path):
     live = deployment
+    bad_file = _bad_account(live.engine, tmp_path)  # there before the daemon's first ticks
     for sensor in SENSORS:
         assert live.start_sensor(sensor) == "RUNNING"
 
@@ -187,6 +204,26 @@ def test_daemon_and_launchpad_runs_succeed(deployment: Deployment, tmp_path: Pat
 
     live.wait_for(lambda: materialised_for_account() == expected, "the automation to build the account's assets",
                   timeout=900)
+    # The account whose ad insights failed their blocking check: its other levels go on, its ad
+    # level waits (the UI's automation history says the blocking checks did not pass) ...
+    def check_passed(account: str) -> bool | None:
+        """The latest result of the account's ``ad_insights:no_negative_spend`` check (None: not run yet)."""
+        key = dg.AssetCheckKey(dg.AssetKey("ad_insights"), "no_negative_spend")
+        done = [r for r in live.instance.event_log_storage.get_asset_check_execution_history(key, limit=50)
+                if r.partition == account and r.event is not None and r.event.dagster_event is not None
+                and r.event.dagster_event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION]
+        return done[0].event.dagster_event.event_specific_data.passed if done else None
+
+    live.wait_for(lambda: check_passed(BAD) is False and live.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("adset_features"), asset_partitions=[BAD]), limit=1).records,
+        "the bad account's check to fail and its adset level to go on", timeout=600)
+    assert not live.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("ad_features"), asset_partitions=[BAD]), limit=1).records
+    # ... until the insights are fixed (re-imported) and checked again: then its ad level is built
+    import_insights(live.engine, bad_file, BAD)
+    live.wait_for(lambda: check_passed(BAD) is True and live.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("ad_features"), asset_partitions=[BAD]), limit=1).records,
+        "the fixed account's ad level to be built", timeout=600)
     # The Meta-synced account: discovered, synced, and analysed by the automation with no CSV at all;
     # the changes of its activity log get their impact reports.
     live.wait_for(lambda: materialised_for_account(SYNCED) == expected
@@ -206,7 +243,11 @@ def test_daemon_and_launchpad_runs_succeed(deployment: Deployment, tmp_path: Pat
     assert live.stop_sensor(AUTOMATION) == "STOPPED"
     runs = live.wait_for(lambda: (runs := live.runs()) and all(r["status"] in TERMINAL for r in runs) and runs,
                          "the sensors' and the automation's runs to finish", timeout=900)
-    assert all(r["status"] == "SUCCESS" for r in runs), _failures(live.instance, runs)
+    # the one run that did not succeed: the bad account's insights, stopped by the failed check
+    failed = [r for r in runs if r["status"] != "SUCCESS"]
+    assert [(r["job"], r["tags"].get("dagster/partition")) for r in failed] == [("insights_refresh", BAD)], \
+        _failures(live.instance, runs)
+    runs = [r for r in runs if r["status"] == "SUCCESS"]
     by_sensor = {r["tags"].get("dagster/sensor_name"): r["job"] for r in runs}
     assert by_sensor["new_insights_sensor"] == "insights_refresh" and by_sensor["change_events_sensor"] == "impact_analysis"
     materialised: dict[str, set[str]] = {}  # run id -> assets, of the automation's runs

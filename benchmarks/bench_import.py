@@ -1,20 +1,25 @@
 """Import benchmark: does the importer's memory stay flat as files grow, and how fast is it?
 
 Imports generated canonical files of N and 4·N ad-days (N = 2,000 ads × 90 days by default), each
-into a fresh database in a fresh process, and prints rows/s, the import's peak resident memory
-above the process's baseline, and the growth in bytes per extra row between the two sizes.
+into a fresh database in a fresh process, then the same file again (a re-import that changes
+nothing), and prints rows/s of both, the import's peak resident memory above the process's
+baseline, and the growth in bytes per extra row between the two sizes. ``--baseline CHECKOUT``
+runs another checkout's importer (e.g. a ``git worktree`` of an earlier commit) on the same files
+in the same run and prints our speed as a ratio of its.
 
     .venv/bin/python benchmarks/bench_import.py                      # SQLite in a temp dir
     .venv/bin/python benchmarks/bench_import.py --database-url postgresql+psycopg2://postgres@127.0.0.1/postgres
-
-Run with ``PYTHONPATH=<another checkout>`` to measure that checkout's importer on the same files.
+    .venv/bin/python benchmarks/bench_import.py --baseline ../before  # and an earlier checkout, same files
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
-import multiprocessing as mp
+import json
+import os
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -53,7 +58,8 @@ def write_file(path: Path, ads: int, days: int, seed: int = 1) -> int:
     return ads * days
 
 
-def _child(url: str, path: str, queue: mp.Queue) -> None:
+def _child(url: str, path: str) -> None:
+    """In a fresh process: import ``path`` twice into ``url``; prints JSON figures."""
     from ads_ml.db.engine import get_engine
     from ads_ml.db.migrate import migrate
     from ads_ml.ingest.insights import import_insights
@@ -65,17 +71,30 @@ def _child(url: str, path: str, queue: mp.Queue) -> None:
     before = _vm_hwm_mb()
     start = time.perf_counter()
     result = import_insights(engine, path, "act_bench")
-    queue.put((result.rows, time.perf_counter() - start, before, _vm_hwm_mb()))
+    first = time.perf_counter() - start
+    peak = _vm_hwm_mb()
+    start = time.perf_counter()
+    again = import_insights(engine, path, "act_bench")
+    print(json.dumps({"module": import_insights.__code__.co_filename, "rows": result.rows, "first": first, "again": time.perf_counter() - start,
+                      "again_changed": again.rows_changed, "base": before, "peak": peak}))
 
 
-def timed_import(url: str, path: Path) -> tuple[int, float, float, float]:
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_child, args=(url, str(path), queue))
-    proc.start()
-    out = queue.get()
-    proc.join()
-    return out
+def timed_import(url: str, path: Path, checkout: str | None = None) -> dict:
+    """Run :func:`_child` in a fresh interpreter, on ``checkout``'s ``ads_ml`` when given."""
+    env = dict(os.environ)
+    if checkout:
+        env["PYTHONPATH"] = str(Path(checkout).resolve())
+    code = f"import sys; sys.path.insert(0, {str(Path(__file__).resolve().parent)!r}); import bench_import; bench_import._child(*sys.argv[1:])"
+    # run from the file's folder: ``-c`` puts the working directory first on sys.path, and a
+    # checkout's root there would shadow the one asked for
+    done = subprocess.run([sys.executable, "-c", code, url, str(path)], env=env, capture_output=True, text=True,
+                          check=False, cwd=path.parent)
+    if done.returncode:
+        raise RuntimeError(done.stderr[-3000:])
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    if checkout:
+        assert Path(figures["module"]).resolve().is_relative_to(Path(checkout).resolve()), figures["module"]
+    return figures
 
 
 def _database(base_url: str | None, folder: Path, name: str):  # noqa: ANN202
@@ -102,24 +121,35 @@ def main() -> None:
     parser.add_argument("--database-url", default=None, help="PostgreSQL server URL (default: SQLite files)")
     parser.add_argument("--ads", type=int, default=2000)
     parser.add_argument("--days", type=int, default=90)
+    parser.add_argument("--baseline", default=None, help="another checkout whose importer to time on the same files")
     args = parser.parse_args()
+    runs = [("ours", None)] + ([("baseline", args.baseline)] if args.baseline else [])
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        figures = []
+        memory = []
         for factor in (1, 4):
             path = folder / f"insights_{factor}.csv"
             rows = write_file(path, args.ads * factor, args.days)
-            url, drop = _database(args.database_url, folder, f"x{factor}")
-            try:
-                n, seconds, base, peak = timed_import(url, path)
-            finally:
-                if drop:
-                    drop()
-            assert n == rows, (n, rows)
-            figures.append((rows, seconds, peak - base))
-            print(f"{rows:>9,} ad-days ({path.stat().st_size / 1e6:6.1f} MB file): {seconds:6.1f} s, "
-                  f"{rows / seconds:8,.0f} rows/s, import peak memory above baseline {peak - base:7.1f} MB")
-        (r1, _s1, m1), (r4, _s4, m4) = figures
+            speeds = {}
+            for name, checkout in runs:
+                url, drop = _database(args.database_url, folder, f"{name}{factor}")
+                try:
+                    figures = timed_import(url, path, checkout)
+                finally:
+                    if drop:
+                        drop()
+                assert figures["rows"] == rows and figures["again_changed"] == 0, figures
+                speeds[name] = (rows / figures["first"], rows / figures["again"])
+                growth = figures["peak"] - figures["base"]
+                if name == "ours":
+                    memory.append((rows, growth))
+                print(f"{name:>8} {rows:>9,} ad-days ({path.stat().st_size / 1e6:6.1f} MB file): first import "
+                      f"{figures['first']:6.1f} s, {speeds[name][0]:8,.0f} rows/s; again (no change) {figures['again']:6.1f} s, "
+                      f"{speeds[name][1]:8,.0f} rows/s; peak memory above baseline {growth:7.1f} MB", flush=True)
+            if "baseline" in speeds:
+                print(f"    ours / baseline at {rows:,}: first {speeds['ours'][0] / speeds['baseline'][0]:.2f}x, "
+                      f"again {speeds['ours'][1] / speeds['baseline'][1]:.2f}x")
+        (r1, m1), (r4, m4) = memory
         print(f"memory growth: {(m4 - m1) * 1024 * 1024 / (r4 - r1):.1f} bytes per extra row "
               f"({m1:.1f} MB at {r1:,} rows, {m4:.1f} MB at {r4:,} rows)")
 
