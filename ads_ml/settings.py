@@ -240,6 +240,13 @@ def step_retry_delay_seconds() -> float:
     return _number(STEP_RETRY_DELAY_ENV, 10)
 
 
+def import_wait_seconds() -> float:
+    """How long an import, ``--replace`` or delete of insights waits on SQLite for another writer
+    (e.g. a large import of another account) before it is refused (``ADS_ML_IMPORT_WAIT_SECONDS``,
+    3600)."""
+    return _number("ADS_ML_IMPORT_WAIT_SECONDS", 3600)
+
+
 def sqlite_busy_timeout_seconds() -> float:
     """How long a SQLite writer waits for another's lock (``ADS_ML_SQLITE_BUSY_TIMEOUT_SECONDS``, 60)."""
     return _number(SQLITE_BUSY_TIMEOUT_ENV, 60)

@@ -285,3 +285,48 @@ def test_one_accounts_writes_wait_for_each_other_and_roll_ups_always_equal_their
     # the second write came after the import and saw its ad: both are gone from 2026-03-01
     expected = [("a1", "2026-03-02", 12.0)] if other == "delete" else [("a1", "2026-03-01", 7.0), ("a1", "2026-03-02", 12.0)]
     assert [(a, str(d), float(s)) for a, d, s in ads] == expected
+
+
+def test_an_import_waits_for_another_accounts_long_write_on_sqlite_instead_of_being_refused(tmp_path, monkeypatch):
+    """SQLite has one writer per database: an import arriving while a long write holds it (here 3 s,
+    beyond a 1 s busy timeout) waits for it (``ADS_ML_IMPORT_WAIT_SECONDS``) instead of failing with
+    "database is locked"."""
+    import sqlite3
+    import threading
+    import time
+
+    from ads_ml.db.engine import dispose_engine, get_engine
+    from ads_ml.db.migrate import migrate
+
+    monkeypatch.setenv("ADS_ML_SQLITE_BUSY_TIMEOUT_SECONDS", "1")
+    url = f"sqlite:///{tmp_path / 'one_writer.db'}"
+    migrate(url)
+    engine = get_engine(url)
+    try:
+        holding, released = threading.Event(), threading.Event()
+
+        def long_write() -> None:
+            other = sqlite3.connect(tmp_path / "one_writer.db", isolation_level=None)
+            other.execute("BEGIN IMMEDIATE")
+            holding.set()
+            time.sleep(3)
+            other.execute("COMMIT")
+            released.set()
+            other.close()
+
+        writer = threading.Thread(target=long_write)
+        writer.start()
+        assert holding.wait(10)
+        result = import_insights(engine, write_csv(tmp_path / "small.csv", CANONICAL), "act_small")
+        assert released.is_set() and result.rows == 3
+        writer.join()
+        monkeypatch.setenv("ADS_ML_IMPORT_WAIT_SECONDS", "1")  # told to wait less: refused, naming why
+        holding.clear()
+        writer = threading.Thread(target=long_write)
+        writer.start()
+        assert holding.wait(10)
+        with pytest.raises(InputFileError, match="locked|busy"):
+            import_insights(engine, write_csv(tmp_path / "small2.csv", CANONICAL.replace(",5.0,", ",6.0,")), "act_small")
+        writer.join()
+    finally:
+        dispose_engine(url)

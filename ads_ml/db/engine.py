@@ -71,13 +71,23 @@ WRITE_OPTION = "ads_ml_write"
 
 
 @contextmanager
-def begin_write(engine: Engine) -> Iterator[Connection]:
+def begin_write(engine: Engine, *, wait: float | None = None) -> Iterator[Connection]:
     """One write transaction (committed on success, rolled back on any error); on SQLite it takes
-    the write lock when it begins, so concurrent writers queue instead of failing."""
+    the write lock when it begins, so concurrent writers queue instead of failing. ``wait``: how
+    long this writer waits on SQLite for another to finish (default the busy timeout), e.g. a small
+    import waiting for a large one of another account rather than being refused."""
     with engine.connect() as connection:
         connection = connection.execution_options(**{WRITE_OPTION: True})
-        with connection.begin():
-            yield connection
+        sqlite = connection.dialect.name == "sqlite" and wait is not None
+        if sqlite:
+            connection.connection.driver_connection.execute(f"PRAGMA busy_timeout={int(wait * 1000)}")
+        try:
+            with connection.begin():
+                yield connection
+        finally:
+            if sqlite:
+                connection.connection.driver_connection.execute(
+                    f"PRAGMA busy_timeout={int(settings.sqlite_busy_timeout_seconds() * 1000)}")
 
 
 def serialise_account_writes(conn: Connection, account_id: str) -> None:

@@ -38,7 +38,7 @@ def _import_changes(engine: Engine, path: Path, account_id: str) -> int:
     names = header.columns
     rows = 0
     seen_keys: set[tuple] = set()
-    with begin_write(engine) as conn:
+    with begin_write(engine, wait=settings.import_wait_seconds()) as conn:
         ensure_account(conn, path, account_id, None)
         batch_id = record_import_batch(conn, account_id, "changes", 0)
         known = {

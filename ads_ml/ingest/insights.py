@@ -243,7 +243,7 @@ def _import_insights(engine: Engine, path: Path, account_id: str, *, batch_rows:
     result = ImportResult(account_id=account_id, file=path.name)
     where: list = []  # the rows being written, for a database error
     try:
-        with begin_write(engine) as conn:
+        with begin_write(engine, wait=settings.import_wait_seconds()) as conn:
             ensure_account(conn, path, account_id, header.extras.get("currency"))
             write_ad_days(conn, path, account_id, (raw for _first, raw in iter_batches(path, header, batch_rows)),
                           fmt, result, replace=replace, where=where)
@@ -327,7 +327,7 @@ def delete_insights(engine: Engine, account_id: str, first: dt.date, last: dt.da
     if last < first:
         raise ValueError(f"--to {last} is before --from {first}")
     d = DailyInsight.__table__
-    with begin_write(engine) as conn:
+    with begin_write(engine, wait=settings.import_wait_seconds()) as conn:
         if not conn.execute(select(AdAccount.id).where(AdAccount.id == account_id)).first():
             raise LookupError(f"account {account_id} not found")
         serialise_account_writes(conn, account_id)
