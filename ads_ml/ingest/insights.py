@@ -396,8 +396,7 @@ class _Staging:
         self.table.drop(conn, checkfirst=True)
         self.table.create(conn)
         self.indexed = False
-        driver = conn.connection.driver_connection
-        self.copy = conn.dialect.name == "postgresql" and hasattr(driver.cursor(), "copy_expert")
+        self.copy = conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg2"  # COPY FROM STDIN
 
     def add(self, batch: pd.DataFrame, path: Path | str, column: str) -> None:
         """Stage the batch's rows; an ad-day twice within the batch is refused here, naming both
