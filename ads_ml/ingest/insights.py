@@ -430,16 +430,15 @@ class _Staging:
         cursor.copy_expert(f"COPY {self.table.name} ({', '.join(self.COLUMNS)}) FROM STDIN WITH (FORMAT csv)", buffer)
 
     def _insert(self, frame: pd.DataFrame) -> None:
-        """``executemany`` on the driver, values bound as SQLAlchemy would bind them."""
+        """``executemany`` on the driver. Dates go as ISO text (what SQLAlchemy stores in SQLite,
+        and what PostgreSQL reads as a date); the partial-day time as SQLAlchemy would bind it."""
         dialect = self.conn.dialect
+        process = self.table.c["partial_as_of"].type.bind_processor(dialect) or (lambda value: value)
         columns = []
         for name in self.COLUMNS:
             values = frame[name].astype(object).where(frame[name].notna(), None).tolist()
-            process = self.table.c[name].type.bind_processor(dialect) if name in ("date", "partial_as_of") else None
-            if name == "date" and process is not None and process(dt.date(2001, 2, 3)) != "2001-02-03":
-                values = [process(dt.date.fromisoformat(v)) for v in values]  # else the ISO text is what it binds
-            elif name == "partial_as_of":
-                values = [None if v is None else (process(v.to_pydatetime()) if process else v.to_pydatetime()) for v in values]
+            if name == "partial_as_of":
+                values = [None if v is None else process(v.to_pydatetime()) for v in values]
             columns.append(values)
         marks = ", ".join("?" if dialect.paramstyle == "qmark" else "%s" for _ in self.COLUMNS)
         cursor = self.conn.connection.driver_connection.cursor()
